@@ -1,0 +1,86 @@
+"""The algorithm registry: `@register("name")` on a Learner subclass; `get(name)`; `names(pattern)`.
+
+Built-in algorithms register themselves when their module is imported below. Third-party packages add
+theirs through the entry-point group `metabench.algorithms` (loaded by `load_plugins()`), or a module given
+with `metabench run --plugin MODULE`.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from typing import Callable, TypeVar
+
+from algorithms.base import Learner
+
+_REGISTRY: dict[str, type[Learner]] = {}
+T = TypeVar("T", bound=type[Learner])
+
+
+class UnknownAlgorithmError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it verbatim
+        return str(self.args[0])
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Class decorator: make a Learner subclass available under `name` (unique)."""
+
+    def decorator(cls: T) -> T:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            other = _REGISTRY[name]
+            raise ValueError(f"algorithm name {name!r} is already registered by {other.__module__}."
+                             f"{other.__qualname__}; pick another name for {cls.__module__}.{cls.__qualname__}")
+        if not (isinstance(cls, type) and issubclass(cls, Learner)):
+            raise TypeError(f"@register({name!r}) expects a subclass of algorithms.base.Learner, got {cls!r}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def suggest(name: str, candidates: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean 'maml'?)' or '' — shared by every 'unknown name' error."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def get(name: str) -> type[Learner]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownAlgorithmError(
+            f"unknown algorithm {name!r}{suggest(name, names())}; `metabench list algorithms` shows all"
+        ) from None
+
+
+def names(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style wildcard, in registration order."""
+    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
+    """Import entry points of group `metabench.algorithms` and the given modules; each registers itself."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="metabench.algorithms"):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not hide the built-in algorithms
+            raise ImportError(f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc}; "
+                              f"fix or uninstall that package") from exc
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"--plugin {module!r} could not be imported ({exc}); "
+                              f"check the module name and that it is on PYTHONPATH") from exc
+
+
+# Built-in algorithms: one import line each; the order here is the listing order.
+from algorithms import pretrain  # noqa: E402,F401
+from algorithms import maml  # noqa: E402,F401
+from algorithms import fomaml  # noqa: E402,F401
+from algorithms import reptile  # noqa: E402,F401

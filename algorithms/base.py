@@ -1,0 +1,229 @@
+"""Types shared by the harness (`bench`) and the algorithms: episodes, problem shapes, the learner protocols.
+
+The dependency runs one way: `bench` imports this module, nothing here imports `bench`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Mapping
+
+import torch
+
+KINDS = ("classification", "regression", "optimizer")
+
+
+@dataclass
+class Episode:
+    """One few-shot task: a labelled support set and a query set to predict.
+
+    Classification: x is [N*K, C, H, W], y holds episode-local labels 0..ways-1. Regression: x and y are
+    [K, in_dim] / [K, out_dim]. `info` carries optional per-task facts that only plots use (e.g. the sine
+    amplitude and phase); algorithms must not read it.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    ways: int
+    shots: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> "Episode":
+        return dataclasses.replace(self, **_moved(self, device))
+
+
+@dataclass
+class EpisodeBatch:
+    """The batched form of Episode: every tensor has a leading task dimension [T, ...]."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    ways: int
+    shots: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def to(self, device: torch.device | str) -> "EpisodeBatch":
+        return dataclasses.replace(self, **_moved(self, device))
+
+    def task(self, index: int) -> Episode:
+        info = {k: (v[index] if isinstance(v, torch.Tensor) else v) for k, v in self.info.items()}
+        return Episode(self.support_x[index], self.support_y[index], self.query_x[index], self.query_y[index],
+                       self.ways, self.shots, info)
+
+    def tasks(self) -> Iterable[Episode]:
+        for i in range(len(self)):
+            yield self.task(i)
+
+
+def _moved(episode: Episode | EpisodeBatch, device: torch.device | str) -> dict[str, torch.Tensor]:
+    names = ("support_x", "support_y", "query_x", "query_y")
+    return {n: getattr(episode, n).to(device, non_blocking=True) for n in names}
+
+
+def stack_episodes(episodes: list[Episode]) -> EpisodeBatch:
+    """Stack equally shaped episodes into the batched form [tasks, ...]."""
+    first = episodes[0]
+    info: dict[str, Any] = {}
+    for key, value in first.info.items():
+        if isinstance(value, torch.Tensor):
+            info[key] = torch.stack([e.info[key] for e in episodes])
+        elif isinstance(value, (int, float)):
+            info[key] = torch.tensor([e.info[key] for e in episodes])
+    return EpisodeBatch(
+        torch.stack([e.support_x for e in episodes]), torch.stack([e.support_y for e in episodes]),
+        torch.stack([e.query_x for e in episodes]), torch.stack([e.query_y for e in episodes]),
+        first.ways, first.shots, info,
+    )
+
+
+@dataclass
+class LabelledBatch:
+    """A plain supervised batch over all training classes (for pre-training baselines): y are global class ids."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+
+    def to(self, device: torch.device | str) -> "LabelledBatch":
+        return LabelledBatch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True),
+                             self.num_classes)
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What a learner asks the harness to sample for its next meta-training step.
+
+    kind="episodes": `tasks` episodes of `ways`-way `shots`-shot with `query` queries per class (None = the
+    benchmark's own training settings). kind="labelled": a LabelledBatch of `batch_size` examples over all
+    training classes (classification only).
+    """
+
+    kind: str = "episodes"
+    tasks: int = 1
+    ways: int | None = None
+    shots: int | None = None
+    query: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """The shapes an algorithm is allowed to know about a benchmark (never its name or dataset).
+
+    input_shape: one example's shape, e.g. (1,) for sine or (1, 28, 28) for Omniglot.
+    ways: classes per episode at test time (1 for regression); output_dim: 1 for regression.
+    train_ways/train_shots/train_query: the benchmark's training episode settings.
+    num_train_classes: classes in the training split (for labelled pre-training), 0 when not applicable.
+    backbone: the benchmark's default network (a name in algorithms.nets), used unless a hyper-parameter
+    overrides it.
+    """
+
+    kind: str
+    input_shape: tuple[int, ...]
+    ways: int
+    shots: int
+    output_dim: int
+    backbone: str
+    train_ways: int | None = None
+    train_shots: int | None = None
+    train_query: int | None = None
+    num_train_classes: int = 0
+    loss: str = "cross_entropy"
+
+
+class Learner:
+    """Base class of every registered algorithm.
+
+    Subclasses set `kinds` (the benchmark kinds they support) and `Hparams` (a dataclass whose fields are the
+    hyper-parameters benchmarks.yaml may set; the config validator rejects any other key). The constructor
+    receives the problem shapes, the resolved hyper-parameters, a device and a dict of named torch.Generators
+    ("init", "algorithm") derived from the cell seed: algorithms must draw all randomness from these.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+    Hparams: ClassVar[type] = object
+    name: ClassVar[str] = ""
+
+    def __init__(self, problem: ProblemSpec, hparams: Any, device: torch.device,
+                 generators: Mapping[str, torch.Generator]):
+        self.problem = problem
+        self.hparams = hparams
+        self.device = device
+        self.generators = dict(generators)
+        # Total meta-iterations of this cell's budget; the harness sets it before training (schedules use it).
+        self.meta_iters = 0
+
+    # -- training ---------------------------------------------------------------------------------------
+    def batch_request(self) -> BatchRequest:
+        """What the next meta_train_step wants; default: one episode batch of `meta_batch` tasks."""
+        return BatchRequest(kind="episodes", tasks=int(getattr(self.hparams, "meta_batch", 1)))
+
+    def meta_train_step(self, batch: EpisodeBatch | LabelledBatch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def tune(self, validation: EpisodeBatch) -> dict[str, float]:
+        """Optional: choose test-time settings (e.g. a fine-tuning learning rate) on validation tasks after
+        training. Returns what it chose, which the harness logs. Default: nothing to tune."""
+        return {}
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
+        """Logits [Q, ways] (classification) or outputs [Q, out_dim] (regression) for the query set, after
+        `steps` adaptation steps on the support set (None: the algorithm's own test-time setting,
+        hparams.test_inner_steps). Subclasses override this or predict_steps (at least one)."""
+        if steps is None:
+            steps = int(getattr(self.hparams, "test_inner_steps", 0))
+        if type(self).predict_steps is Learner.predict_steps:
+            raise NotImplementedError(f"{type(self).__name__} must override predict or predict_steps")
+        return self.predict_steps(episode, [steps])[steps]
+
+    def predict_steps(self, episode: Episode, steps: list[int]) -> dict[int, torch.Tensor]:
+        """Predictions after each number of adaptation steps in `steps`. Algorithms that adapt step by step
+        override this to get every count from one adaptation run instead of len(steps) runs."""
+        return {s: self.predict(episode, steps=s) for s in steps}
+
+    # -- state ------------------------------------------------------------------------------------------
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Named modules whose state makes up the learner (used by the default state_dict)."""
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """Plain tensors/numbers beyond modules and optimizers (schedules, counters)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+        self.load_extra_state(state.get("extra", {}))
+
+
+def hparam_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The hyper-parameter fields of a Learner class (empty when it declares none)."""
+    if not dataclasses.is_dataclass(cls.Hparams):
+        return {}
+    return {f.name: f for f in dataclasses.fields(cls.Hparams)}

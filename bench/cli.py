@@ -1,0 +1,168 @@
+"""The `metabench` command (also `python -m bench`): parse, call, print.
+
+User errors (bad names, bad config, unusable folders, missing data) print one line `metabench: error: ...`
+and exit 2; a run whose cells failed exits 1 after writing every finished cell.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metabench", description="Meta-learning benchmark and reproduction suite.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list algorithms, benchmarks, suites or figures (wildcards allowed)")
+    ls.add_argument("what", choices=["algorithms", "benchmarks", "suites", "figures", "profiles"])
+    ls.add_argument("pattern", nargs="?", default="*")
+    ls.add_argument("--config", help="benchmarks.yaml to use (default: the repository's)")
+
+    run = sub.add_parser("run", help="train and evaluate a suite or a grid of cells")
+    run.add_argument("suite", nargs="?", help="a suite name from benchmarks.yaml (default: 'default')")
+    run.add_argument("--benchmark", action="append", default=[], metavar="B", help="benchmark name or wildcard")
+    run.add_argument("--algorithm", action="append", default=[], metavar="A", help="algorithm name or wildcard")
+    run.add_argument("--seed", action="append", type=int, default=[], metavar="S")
+    run.add_argument("--profile", choices=None, help="smoke | cpu | paper (default: the suite's, else cpu)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                     help="override a value, e.g. maml.inner_lr=0.1, sine-k5.test_query=50, budget.meta_iters=100")
+    run.add_argument("--config", help="benchmarks.yaml to use")
+    run.add_argument("--data-root", help="datasets folder (default: $METABENCH_DATA, else ~/.cache/metabench/data)")
+    run.add_argument("--out", type=Path, help="write the run's files into this folder (default results/runs/<run-id>)")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    run.add_argument("--executor", default="local", choices=["local"])
+    run.add_argument("--jobs", type=int, default=1)
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                     help="import MODULE first so the algorithms it registers are available")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+
+    fig = sub.add_parser("figures", help="draw figures by name from run folders' CSVs")
+    fig.add_argument("name", nargs="?", help="a figure name or 'all'")
+    fig.add_argument("--from", dest="runs", type=Path, action="append", default=[], metavar="RUN_DIR")
+    fig.add_argument("--out", type=Path, help="output folder (default RUN_DIR/figures)")
+    fig.add_argument("--list", action="store_true", help="list the figure names")
+    return p
+
+
+def _print_table(rows: list[tuple], header: tuple) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def cmd_list(args) -> int:
+    import algorithms
+    from bench import plots
+    from bench.config import Config
+
+    if args.what == "algorithms":
+        config = Config.load(args.config)
+        rows = []
+        for name in algorithms.names(args.pattern):
+            cls = algorithms.get(name)
+            desc = (config.algorithm_entries.get(name) or {}).get("description") or (cls.__doc__ or "").split("\n")[0]
+            rows.append((name, ",".join(cls.kinds), desc))
+        _print_table(rows, ("algorithm", "kinds", "description"))
+    elif args.what == "figures":
+        _print_table([(n, d) for n, (_, d) in plots.FIGURES.items() if fnmatch.fnmatchcase(n, args.pattern)],
+                     ("figure", "description"))
+    else:
+        config = Config.load(args.config)
+        if args.what == "benchmarks":
+            rows = [(n, s["kind"], s.get("description", "")) for n, s in config.benchmarks.items()
+                    if fnmatch.fnmatchcase(n, args.pattern)]
+            _print_table(rows, ("benchmark", "kind", "description"))
+        elif args.what == "suites":
+            rows = [(n, s.get("profile", "cpu"), " ".join(s["benchmarks"]), " ".join(s["algorithms"]),
+                     s.get("description", "")) for n, s in config.suites.items() if fnmatch.fnmatchcase(n, args.pattern)]
+            _print_table(rows, ("suite", "profile", "benchmarks", "algorithms", "description"))
+        else:
+            rows = [(n, p.get("meta_iters"), p.get("description", "")) for n, p in config.profiles.items()
+                    if fnmatch.fnmatchcase(n, args.pattern)]
+            _print_table(rows, ("profile", "meta_iters", "description"))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    import algorithms
+    from bench import plots, runner, stats
+    from bench.config import Config
+    from bench.executors import make_executor
+
+    algorithms.load_plugins(args.plugin)
+    config = Config.load(args.config, args.sets)
+    cells, profile, label = config.grid(args.suite, args.benchmark, args.algorithm, args.seed, args.profile)
+    out = args.out or runner.default_out(label)
+    print(f"metabench: {len(cells)} cell(s), profile {profile}, writing to {out}", file=sys.stderr)
+    results = runner.run_grid(config, cells, out, suite=label, profile=profile, data_root=args.data_root,
+                              device=args.device, executor=make_executor(args.executor, args.jobs),
+                              progress=not args.no_progress, sets=tuple(args.sets),
+                              on_result=lambda r: print(f"  {r.cell.key}: {r.status}"
+                                                        f"{' — ' + r.error if r.error else ''}"
+                                                        f" ({r.train_seconds:.0f}s train, {r.eval_seconds:.0f}s eval)",
+                                                        file=sys.stderr))
+    if not args.no_figures:
+        plots.draw_available([out], out / "figures")
+    summary = runner.summary_table(results)
+    rows = stats.headline(summary) if len(summary) else summary
+    shown = [(r.benchmark, r.algorithm, r.seed, r.metric, f"{r.mean:.4g}", f"{r.ci95:.3g}", r.n) for r in rows.itertuples()
+             if not str(r.metric).startswith("mse@") or str(r.metric) in ("mse@0", "mse@1", "mse@5", "mse@10")]
+    if shown:
+        _print_table(shown, ("benchmark", "algorithm", "seed", "metric", "mean", "ci95", "n"))
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"metabench: cell {r.cell.key} failed: {r.error}", file=sys.stderr)
+    print(f"metabench: wrote {out}", file=sys.stderr)
+    return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def cmd_figures(args) -> int:
+    from bench import plots
+
+    if args.list or not args.name:
+        _print_table([(n, d) for n, (_, d) in plots.FIGURES.items()], ("figure", "description"))
+        return EXIT_OK
+    if not args.runs:
+        raise UserError("figures needs --from RUN_DIR (a folder written by metabench run)")
+    out = args.out or args.runs[0] / "figures"
+    names = list(plots.FIGURES) if args.name == "all" else [args.name]
+    status = EXIT_OK
+    for name in names:
+        try:
+            for path in plots.draw(name, args.runs, out):
+                print(path)
+        except plots.FigureDataError as exc:
+            print(f"metabench: figure {name}: {exc}", file=sys.stderr)
+            status = EXIT_USAGE if args.name != "all" else status
+    return status
+
+
+class UserError(Exception):
+    """A mistake in the command line; reported as one line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.config import ConfigError
+    from bench.rundir import RunDirError
+    from algorithms import UnknownAlgorithmError
+
+    args = _parser().parse_args(argv)
+    handlers = {"list": cmd_list, "run": cmd_run, "figures": cmd_figures}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, RunDirError, UnknownAlgorithmError, UserError, ImportError, KeyError) as exc:
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"metabench: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("metabench: interrupted; finished cells are saved (rerun with --resume to continue)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Run cells: a cell = (benchmark, algorithm, seed, profile). Meta-train for the profile's budget, evaluate on the
+frozen test episodes, and turn the results into the run folder's tidy CSVs.
+
+`run_cell` is pure computation (it writes only its own checkpoints) so executors can run it anywhere;
+`run_grid` drives a grid through an executor and alone writes the run folder, after every finished cell.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+import algorithms
+from algorithms.base import Episode, Learner
+from bench import data as datasets
+from bench import stats
+from bench.config import Cell, Config
+from bench.episodes import digest, named_generators
+from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, environment,
+                          git_commit, new_run_id, utc_now)
+
+STREAMS = ("init", "train_episodes", "validation", "algorithm")
+FIT_TASKS = 4              # test tasks whose full fitted curve is saved (regression fit figures)
+FIT_STEPS = (0, 1, 10)     # adaptation steps drawn in the fit figures (MAML paper Fig. 2)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: str = "ok"
+    error: str = ""
+    episodes: list[dict] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+    fits: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    meta_iters: int = 0
+    digest: str = ""
+    tuned: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sources and frozen episodes are shared by every cell of a process
+
+_SOURCES: dict[str, Any] = {}
+_FROZEN: dict[str, list[Episode]] = {}
+
+
+def task_source(spec: dict[str, Any], data_root: str | None):
+    key = json.dumps([spec, str(data_root)], sort_keys=True, default=str)
+    if key not in _SOURCES:
+        _SOURCES[key] = datasets.open_source(spec, data_root)
+    return _SOURCES[key]
+
+
+def frozen_episodes(source, eval_seed: int, count: int) -> list[Episode]:
+    """Test episodes 0..count-1 of a benchmark (cached; each one a pure function of spec, seed, index)."""
+    key = json.dumps([source.sampling_key, eval_seed], sort_keys=True, default=str)
+    have = _FROZEN.setdefault(key, [])
+    while len(have) < count:
+        have.append(source.test_episode(len(have), eval_seed))
+    return have[:count]
+
+
+def test_digest(cell: Cell, data_root: str | None = None) -> str:
+    source = task_source(cell.spec, data_root)
+    return digest(frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_learner(cell: Cell, source, device: torch.device) -> tuple[Learner, dict[str, torch.Generator]]:
+    cls = algorithms.get(cell.algorithm)
+    gens = named_generators(cell.seed, STREAMS)
+    hparams = cls.Hparams(**cell.hparams)
+    learner = cls(source.problem(), hparams, device, {"init": gens["init"], "algorithm": gens["algorithm"]})
+    learner.meta_iters = int(cell.budget["meta_iters"])
+    return learner, gens
+
+
+def checkpoint_path(checkpoint_dir: Path, cell: Cell) -> Path:
+    return checkpoint_dir / f"{cell.benchmark}__{cell.algorithm}__seed{cell.seed}.pt"
+
+
+def save_checkpoint(path: Path, cell: Cell, learner: Learner, gens, iteration: int, curves: list[dict],
+                    train_seconds: float) -> None:
+    state = {"config_hash": cell.config_hash, "iteration": iteration, "learner": learner.state_dict(),
+             "streams": {k: g.get_state() for k, g in gens.items()}, "curves": curves,
+             "train_seconds": train_seconds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    # weights_only: a checkpoint is data; a crafted pickle is refused instead of executed
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0]}); delete it to retrain that cell") from None
+
+
+def _finite_or_raise(values: dict[str, float], iteration: int) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training {name} became {value} at meta-iteration {iteration}; "
+                                     f"lower the learning rate or check the data")
+
+
+def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Path | None, progress: bool,
+          result: CellResult) -> None:
+    budget = cell.budget
+    total, log_every = int(budget["meta_iters"]), max(1, int(budget["log_every"]))
+    every = int(budget.get("checkpoint_every") or 0)
+    start, curves, spent = 0, [], 0.0
+    ckpt = checkpoint_path(checkpoint_dir, cell) if checkpoint_dir else None
+    if ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        if state.get("config_hash") == cell.config_hash:
+            learner.load_state_dict(state["learner"])
+            for name, g in gens.items():
+                g.set_state(state["streams"][name])
+            start, curves, spent = int(state["iteration"]), list(state["curves"]), float(state["train_seconds"])
+            result.resumed_from = start
+    tic = time.perf_counter()
+    sums: dict[str, float] = {}
+    count = 0
+    bar = tqdm(total=total, initial=start, desc=cell.key, unit="it", disable=not progress, leave=False,
+               mininterval=1.0, dynamic_ncols=True)
+    for it in range(start, total):
+        batch = source.sample_train(learner.batch_request(), gens["train_episodes"]).to(device)
+        values = learner.meta_train_step(batch)
+        _finite_or_raise(values, it + 1)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        count += 1
+        if (it + 1) % log_every == 0 or it + 1 == total:
+            for k, v in sums.items():
+                curves.append({"iteration": it + 1, "split": "train", "metric": k, "value": v / count})
+            bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+            sums, count = {}, 0
+        bar.update(1)
+        if ckpt is not None and every and (it + 1) % every == 0 and it + 1 < total:
+            save_checkpoint(ckpt, cell, learner, gens, it + 1, curves, spent + time.perf_counter() - tic)
+    bar.close()
+    result.train_seconds = spent + time.perf_counter() - tic
+    result.meta_iters = total
+    result.curves = [{"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed, **row}
+                     for row in curves]
+    if ckpt is not None:
+        save_checkpoint(ckpt, cell, learner, gens, total, curves, result.train_seconds)
+
+
+def evaluate(cell: Cell, learner: Learner, source, device, result: CellResult) -> None:
+    tic = time.perf_counter()
+    episodes = frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])
+    result.digest = digest(episodes)
+    base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
+    rows = result.episodes
+    if source.kind == "regression":
+        steps = list(range(int(cell.spec["eval_steps"]) + 1))
+        for i, episode in enumerate(episodes):
+            episode = episode.to(device)
+            predictions = learner.predict_steps(episode, steps)
+            for s in steps:
+                mse = float(((predictions[s] - episode.query_y) ** 2).mean())
+                rows.append({**base, "episode": i, "metric": f"mse@{s}", "value": mse})
+        for i, episode in enumerate(episodes[:FIT_TASKS]):
+            curve = source.curve(episode).to(device)
+            predictions = learner.predict_steps(curve, list(FIT_STEPS))
+            x = curve.query_x.view(-1).tolist()
+            for s in FIT_STEPS:
+                for xi, yi in zip(x, predictions[s].view(-1).tolist()):
+                    result.fits.append({**base, "task": i, "steps": s, "series": "prediction", "x": xi, "y": yi})
+            for xi, yi in zip(x, curve.query_y.view(-1).tolist()):
+                result.fits.append({**base, "task": i, "steps": -1, "series": "truth", "x": xi, "y": yi})
+            for xi, yi in zip(curve.support_x.view(-1).tolist(), curve.support_y.view(-1).tolist()):
+                result.fits.append({**base, "task": i, "steps": -1, "series": "support", "x": xi, "y": yi})
+    elif source.kind == "classification":
+        for i, episode in enumerate(episodes):
+            episode = episode.to(device)
+            logits = learner.predict(episode)
+            accuracy = 100.0 * float((logits.argmax(-1) == episode.query_y).float().mean())
+            rows.append({**base, "episode": i, "metric": "accuracy", "value": accuracy})
+    else:
+        raise NotImplementedError(f"evaluation of {source.kind!r} benchmarks")
+    result.eval_seconds = time.perf_counter() - tic
+
+
+def run_cell(cell: Cell, data_root: str | None = None, device: str = "cpu", checkpoint_dir: Path | None = None,
+             progress: bool = True) -> CellResult:
+    """Train and evaluate one cell. Never raises for a failing cell: the error goes into the result."""
+    result = CellResult(cell)
+    try:
+        dev = torch.device(device)
+        source = task_source(cell.spec, data_root)
+        learner, gens = build_learner(cell, source, dev)
+        train(cell, learner, gens, source, dev, checkpoint_dir, progress, result)
+        result.tuned = learner.tune(source.sample_validation(int(cell.budget["validation_tasks"]),
+                                                             gens["validation"]).to(dev))
+        evaluate(cell, learner, source, dev, result)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the cell fails, the suite goes on; the reason is kept in summary.csv
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        result.episodes, result.fits = [], []
+        result.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the run folder
+
+
+def published_values(path: Path | None = None) -> pd.DataFrame:
+    path = path or Path(__file__).resolve().parent.parent / "results" / "published.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["algorithm", "benchmark", "metric", "value", "ci95"])
+    return pd.read_csv(path)
+
+
+def summary_table(results: list[CellResult]) -> pd.DataFrame:
+    """summary.csv: one row per (cell, metric), then seed 'all' rows across seeds, with published values."""
+    ok = [r for r in results if r.status == "ok" and r.episodes]
+    frames = []
+    if ok:
+        episodes = pd.DataFrame([row for r in ok for row in r.episodes], columns=EPISODE_COLUMNS)
+        per_seed = stats.summarize_episodes(episodes)
+        per_seed["seed"] = per_seed["seed"].astype(object)
+        timing = pd.DataFrame([{"benchmark": r.cell.benchmark, "algorithm": r.cell.algorithm, "seed": r.cell.seed,
+                                "train_seconds": round(r.train_seconds, 3), "eval_seconds": round(r.eval_seconds, 3),
+                                "meta_iters": r.meta_iters, "status": r.status, "error": r.error} for r in ok])
+        timing["seed"] = timing["seed"].astype(object)
+        per_seed = per_seed.merge(timing, on=["benchmark", "algorithm", "seed"], how="left")
+        per_seed["seeds"] = per_seed["seed"].astype(str)
+        frames.append(per_seed)
+        overall = stats.across_seeds(per_seed)
+        sums = per_seed.groupby(["benchmark", "algorithm", "metric"], sort=False).agg(
+            train_seconds=("train_seconds", "sum"), eval_seconds=("eval_seconds", "sum"),
+            meta_iters=("meta_iters", "max")).reset_index()
+        overall = overall.merge(sums, on=["benchmark", "algorithm", "metric"], how="left")
+        overall["status"], overall["error"] = "ok", ""
+        frames.append(overall)
+    failed = [r for r in results if r.status != "ok"]
+    if failed:
+        frames.append(pd.DataFrame([{"benchmark": r.cell.benchmark, "algorithm": r.cell.algorithm,
+                                     "seed": r.cell.seed, "metric": "", "n": 0, "seeds": str(r.cell.seed),
+                                     "train_seconds": round(r.train_seconds, 3), "eval_seconds": 0.0,
+                                     "meta_iters": r.meta_iters, "status": r.status, "error": r.error}
+                                    for r in failed]))
+    if not frames:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    published = published_values()[["algorithm", "benchmark", "metric", "value", "ci95"]]
+    published = published.rename(columns={"value": "paper_value", "ci95": "paper_ci95"})
+    table = table.merge(published, on=["algorithm", "benchmark", "metric"], how="left")
+    table["delta"] = table["mean"] - table["paper_value"]
+    return table.reindex(columns=SUMMARY_COLUMNS)
+
+
+def write_results(run: RunDir, results: list[CellResult]) -> None:
+    ok = [r for r in results if r.status == "ok"]
+    run.write_table("episodes.csv", pd.DataFrame([x for r in ok for x in r.episodes], columns=EPISODE_COLUMNS))
+    run.write_table("curves.csv", pd.DataFrame([x for r in results for x in r.curves], columns=CURVE_COLUMNS))
+    fits = [x for r in ok for x in r.fits]
+    if fits:
+        run.write_table("fits.csv", pd.DataFrame(fits, columns=FIT_COLUMNS))
+    run.write_table("summary.csv", summary_table(results))
+
+
+def manifest(cells: list[Cell], results: list[CellResult], meta: dict[str, Any]) -> dict[str, Any]:
+    done = {r.cell.key: r for r in results}
+    entries = []
+    for cell in cells:
+        r = done.get(cell.key)
+        entries.append({"key": cell.key, "benchmark": cell.benchmark, "algorithm": cell.algorithm,
+                        "seed": cell.seed, "config_hash": cell.config_hash, "config": cell.resolved(),
+                        "status": r.status if r else "pending", "error": r.error if r else "",
+                        "test_episode_digest": r.digest if r else "", "tuned": r.tuned if r else {},
+                        "resumed_from_iteration": r.resumed_from if r else 0,
+                        "seed_streams": list(STREAMS)})
+    return {**meta, "cells": entries}
+
+
+def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profile: str, data_root=None,
+             device: str = "cpu", executor=None, progress: bool = True, sets: tuple[str, ...] = (),
+             on_result: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+    """Run every cell through `executor` and keep the run folder current after each finished cell."""
+    from bench.executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    run = RunDir(out).open_for_writing()
+    meta = {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
+            "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
+            "environment": environment(device), "data_root": str(datasets.data_root(data_root)),
+            "started": utc_now(), "finished": None}
+    results: list[CellResult] = []
+    try:
+        run.write_manifest(manifest(cells, results, meta))
+        for result in executor.run(cells, data_root=data_root, device=device, checkpoint_dir=run.checkpoints,
+                                   progress=progress):
+            results.append(result)
+            write_results(run, results)
+            run.write_manifest(manifest(cells, results, meta))
+            if on_result:
+                on_result(result)
+        meta["finished"] = utc_now()
+        run.write_manifest(manifest(cells, results, meta))
+    finally:
+        run.close()
+    return results
+
+
+def _grid_hash(cells: list[Cell]) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(sorted(c.config_hash for c in cells)).encode()).hexdigest()[:16]
+
+
+def default_out(label: str) -> Path:
+    """results/runs/<run-id> under the working directory."""
+    return Path("results") / "runs" / new_run_id(label)
