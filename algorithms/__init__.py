@@ -17,9 +17,12 @@ _REGISTRY: dict[str, type[Learner]] = {}
 T = TypeVar("T", bound=type[Learner])
 
 
-class UnknownAlgorithmError(KeyError):
+class UnknownNameError(KeyError):
+    """An unknown algorithm, backbone or figure name; the message suggests close matches."""
+
     def __str__(self) -> str:  # KeyError quotes its message; we want it verbatim
         return str(self.args[0])
+
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -51,7 +54,7 @@ def get(name: str) -> type[Learner]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownAlgorithmError(
+        raise UnknownNameError(
             f"unknown algorithm {name!r}{suggest(name, names())}; `metabench list algorithms` shows all"
         ) from None
 

@@ -149,15 +149,14 @@ class UserError(Exception):
 def main(argv: list[str] | None = None) -> int:
     from bench.config import ConfigError
     from bench.rundir import RunDirError
-    from algorithms import UnknownAlgorithmError
+    from algorithms import UnknownNameError
 
     args = _parser().parse_args(argv)
     handlers = {"list": cmd_list, "run": cmd_run, "figures": cmd_figures}
     try:
         return handlers[args.command](args)
-    except (ConfigError, RunDirError, UnknownAlgorithmError, UserError, ImportError, KeyError) as exc:
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"metabench: error: {message}", file=sys.stderr)
+    except (ConfigError, RunDirError, UnknownNameError, UserError, ImportError) as exc:
+        print(f"metabench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("metabench: interrupted; finished cells are saved (rerun with --resume to continue)", file=sys.stderr)

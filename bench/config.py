@@ -50,6 +50,24 @@ DATASET_FIELDS: dict[str, dict[str, str]] = {
 REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "backbone")
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 insists on `1.0e-3`, a classic trap)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+
+
 class ConfigError(ValueError):
     """A user error in benchmarks.yaml, a --set value or a command-line name; the message is one line."""
 
@@ -151,7 +169,7 @@ class _Checker:
 def parse_value(text: str) -> Any:
     """A --set value as a YAML scalar or flow collection (never evaluated as code)."""
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set value {text!r} is not valid YAML ({exc.problem}); quote it or fix it") from None
 
@@ -177,7 +195,7 @@ class Config:
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; pass --config FILE or run from the repository")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = safe_load(path.read_text())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

@@ -44,8 +44,8 @@ def save(fig, out: Path, name: str) -> list[Path]:
 
 def draw(name: str, run_dirs: list[Path], out: Path) -> list[Path]:
     if name not in FIGURES:
-        from algorithms import suggest
-        raise KeyError(f"unknown figure {name!r}{suggest(name, list(FIGURES))}; `metabench figures --list`")
+        from algorithms import UnknownNameError, suggest
+        raise UnknownNameError(f"unknown figure {name!r}{suggest(name, list(FIGURES))}; `metabench figures --list`")
     fn, _ = FIGURES[name]
     return fn([RunDir(p) for p in run_dirs], out)
 

@@ -263,7 +263,7 @@ def summary_table(results: list[CellResult]) -> pd.DataFrame:
                                     for r in failed]))
     if not frames:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True).reindex(columns=SUMMARY_COLUMNS[:-3])
     published = published_values()[["algorithm", "benchmark", "metric", "value", "ci95"]]
     published = published.rename(columns={"value": "paper_value", "ci95": "paper_ci95"})
     table = table.merge(published, on=["algorithm", "benchmark", "metric"], how="left")

@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+
+# Tests never write caches into the user's home or a read-only data root.
+os.environ.setdefault("METABENCH_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "metabench-test-cache"))
+
+
+@pytest.fixture
+def config():
+    from bench.config import Config
+    return Config.load()
+
+
+def write_yaml(tmp_path, text: str) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    return path

@@ -1,0 +1,50 @@
+"""Every registered algorithm, picked up from the registry without edits: a smoke cell on each benchmark kind it
+supports, and a bit-exact state_dict round trip."""
+import copy
+
+import pytest
+import torch
+
+import algorithms
+from bench import runner
+
+# one representative benchmark per kind; later kinds add theirs here
+KIND_BENCHMARK = {"regression": "sine-k5"}
+
+
+def cells_for_registry():
+    for name in algorithms.names():
+        for kind in algorithms.get(name).kinds:
+            if kind in KIND_BENCHMARK:
+                yield pytest.param(name, KIND_BENCHMARK[kind], id=f"{name}-{KIND_BENCHMARK[kind]}")
+
+
+@pytest.mark.parametrize("algorithm,bench_name", list(cells_for_registry()))
+def test_smoke_cell_runs_and_learns(config, algorithm, bench_name):
+    cell = config.cell(bench_name, algorithm, 0, "smoke")
+    result = runner.run_cell(cell, progress=False)
+    assert result.status == "ok", result.error
+    assert result.meta_iters == cell.budget["meta_iters"]
+    assert len({r["episode"] for r in result.episodes}) == cell.budget["test_episodes"]
+    losses = [c["value"] for c in result.curves if c["metric"] == "loss"]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert result.digest
+
+
+@pytest.mark.parametrize("algorithm,bench_name", list(cells_for_registry()))
+def test_state_dict_round_trip_resumes_bit_for_bit(config, algorithm, bench_name):
+    cell = config.cell(bench_name, algorithm, 0, "smoke")
+    source = runner.task_source(cell.spec, None)
+    learner, gens = runner.build_learner(cell, source, torch.device("cpu"))
+    batches = [source.sample_train(learner.batch_request(), gens["train_episodes"]) for _ in range(4)]
+    for batch in batches[:2]:
+        learner.meta_train_step(batch)
+    saved = copy.deepcopy(learner.state_dict())
+    for batch in batches[2:]:
+        learner.meta_train_step(batch)
+    clone, _ = runner.build_learner(cell, source, torch.device("cpu"))
+    clone.load_state_dict(saved)
+    for batch in batches[2:]:
+        clone.meta_train_step(batch)
+    episode = source.test_episode(0, cell.spec["eval_seed"])
+    assert torch.equal(learner.predict(episode, steps=2), clone.predict(episode, steps=2))
