@@ -41,6 +41,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
 
+    data = sub.add_parser("data", help="check, locate or prepare datasets")
+    data.add_argument("action", choices=["check", "where", "prepare"])
+    data.add_argument("dataset", nargs="?", help="omniglot | miniimagenet | mnist (default: all)")
+    data.add_argument("--data-root", help="datasets folder (default: $METABENCH_DATA, else ~/.cache/metabench/data)")
+    data.add_argument("--download", action="store_true",
+                      help="with prepare: download what is missing from the official URLs (checksummed)")
+
+    rep = sub.add_parser("report", help="leaderboards from run folders, with the published numbers beside ours")
+    rep.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    rep.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    rep.add_argument("--strict", action="store_true", help="an incomplete grid is an error, not a warning")
+    rep.add_argument("--trend", action="store_true", help="draw each cell's mean ± CI across the runs' commits")
+    rep.add_argument("--out", type=Path, help="write the report (and trend figure) here instead of stdout")
+
+    cmp_ = sub.add_parser("compare", help="paired, episode-by-episode regression test of NEW against BASELINE")
+    cmp_.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
+    cmp_.add_argument("new", type=Path, metavar="NEW_DIR")
+    cmp_.add_argument("--alpha", type=float, default=0.05)
+    cmp_.add_argument("--min-delta", type=float, default=None,
+                      help="smallest drop that counts (default per metric: 1 accuracy point, 5%% relative MSE/loss)")
+
+    perf = sub.add_parser("perf", help="speed benchmarks with ratios to a reference measured in the same run")
+    perf.add_argument("--out", type=Path, help="folder for perf.csv (default results/perf)")
+    perf.add_argument("--repeats", type=int, default=5)
+    perf.add_argument("--device", default="cpu")
+
     fig = sub.add_parser("figures", help="draw figures by name from run folders' CSVs")
     fig.add_argument("name", nargs="?", help="a figure name or 'all'")
     fig.add_argument("--from", dest="runs", type=Path, action="append", default=[], metavar="RUN_DIR")
@@ -142,6 +168,17 @@ def cmd_figures(args) -> int:
     return status
 
 
+def _delegate(module: str):
+    """Subcommands that live in their own module: each exposes `command(args) -> exit code`."""
+
+    def handler(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).command(args)
+
+    return handler
+
+
 class UserError(Exception):
     """A mistake in the command line; reported as one line."""
 
@@ -152,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms import UnknownNameError
 
     args = _parser().parse_args(argv)
-    handlers = {"list": cmd_list, "run": cmd_run, "figures": cmd_figures}
+    handlers = {"list": cmd_list, "run": cmd_run, "figures": cmd_figures, "data": _delegate("bench.datacheck"),
+                "report": _delegate("bench.report"), "compare": _delegate("bench.compare"),
+                "perf": _delegate("bench.perf")}
     try:
         return handlers[args.command](args)
     except (ConfigError, RunDirError, UnknownNameError, UserError, ImportError) as exc:

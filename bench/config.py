@@ -43,9 +43,16 @@ TOP_KEYS = {"version": "int", "benchmarks": "dict", "algorithms": "dict", "profi
 # Fields every benchmark has; datasets add their own (DATASET_FIELDS).
 BENCHMARK_KEYS = {"kind": "str", "dataset": "str", "description": "str", "eval_seed": "int",
                   "test_episodes": "int", "backbone": "str", "paper": "str"}
+# Episodic image benchmarks: N-way K-shot with Q queries per class; training episodes may differ
+# (ProtoNets trains 60-way on Omniglot); null train_* means "same as the test setting".
+CLASSIFICATION_FIELDS = {"ways": "int", "shots": "int", "test_query": "int", "train_ways": "int|null",
+                         "train_shots": "int|null", "train_query": "int", "split": "str", "image_size": "int"}
 DATASET_FIELDS: dict[str, dict[str, str]] = {
     "sine": {"shots": "int", "train_query": "int", "test_query": "int", "amplitude": "list[float]",
              "phase": "list[float]", "x_range": "list[float]", "eval_steps": "int"},
+    # rotations: extra classes made by rotating every character by these angles (degrees)
+    "omniglot": {**CLASSIFICATION_FIELDS, "rotations": "list[int]"},
+    "miniimagenet": {**CLASSIFICATION_FIELDS},
 }
 REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "backbone")
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from algorithms.base import Episode, EpisodeBatch, stack_episodes
+from algorithms.base import BatchRequest, Episode, EpisodeBatch, LabelledBatch, ProblemSpec, stack_episodes
 
 
 def stable_hash(*parts: Any) -> int:
@@ -44,11 +44,24 @@ def episode_identity(episode: Episode) -> bytes:
     return ids.detach().cpu().contiguous().numpy().tobytes()
 
 
+class EpisodeDigest:
+    """sha256 over the ids of an episode list, fed one episode at a time."""
+
+    def __init__(self):
+        self._hash = hashlib.sha256()
+
+    def update(self, episode: Episode) -> None:
+        self._hash.update(episode_identity(episode))
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 def digest(episodes: Iterable[Episode]) -> str:
-    """sha256 over the ids of an episode list, recorded in the manifest to prove comparisons are paired."""
-    h = hashlib.sha256()
+    """The digest of an episode list, recorded in the manifest to prove comparisons are paired."""
+    h = EpisodeDigest()
     for episode in episodes:
-        h.update(episode_identity(episode))
+        h.update(episode)
     return h.hexdigest()
 
 
@@ -56,3 +69,94 @@ def batches(episodes: list[Episode], size: int) -> Iterable[tuple[int, EpisodeBa
     """(first index, batch) over a list of equally shaped episodes."""
     for start in range(0, len(episodes), size):
         yield start, stack_episodes(episodes[start:start + size])
+
+
+class ClassificationSource:
+    """N-way K-shot episodes over decoded image splits (bench.data.ImageSplit), by index gathers only.
+
+    Labels are permuted per episode: the N classes are drawn in random order and labelled 0..N-1 in that
+    order. Training episodes come from the "train" split with the benchmark's train_* settings; tune() gets
+    episodes from "val"; test episodes are frozen draws from "test".
+    """
+
+    kind = "classification"
+
+    def __init__(self, spec: dict[str, Any], splits: dict[str, Any]):
+        from bench.data import DataError
+
+        self.spec = spec
+        self.splits = splits
+        self.ways, self.shots, self.test_query = int(spec["ways"]), int(spec["shots"]), int(spec["test_query"])
+        self.train_ways = int(spec.get("train_ways") or self.ways)
+        self.train_shots = int(spec.get("train_shots") or self.shots)
+        self.train_query = int(spec.get("train_query") or self.test_query)
+        test = splits["test"]
+        name = spec.get("name", spec["dataset"])
+        for split, ways, shots, query in (("test", self.ways, self.shots, self.test_query),
+                                          ("train", self.train_ways, self.train_shots, self.train_query)):
+            s = splits[split]
+            if ways > s.num_classes:
+                raise DataError(f"{name}: {ways}-way episodes need {ways} classes but the {split} split has "
+                                f"{s.num_classes}; lower `ways`/`train_ways`")
+            if shots + query > s.per_class:
+                raise DataError(f"{name}: {shots} shots + {query} queries per class exceed the {s.per_class} "
+                                f"examples per class of the {split} split; lower shots or query")
+        self.sampling_key = {"dataset": spec["dataset"], "split": spec.get("split"),
+                             "image_size": spec.get("image_size"), "rotations": spec.get("rotations"),
+                             "ways": self.ways, "shots": self.shots, "test_query": self.test_query,
+                             "test_classes": hashlib.sha256("\n".join(test.class_names).encode()).hexdigest()}
+
+    def problem(self) -> ProblemSpec:
+        train = self.splits["train"]
+        return ProblemSpec(kind="classification", input_shape=tuple(train.images.shape[2:]), ways=self.ways,
+                           shots=self.shots, output_dim=self.ways, backbone=self.spec["backbone"],
+                           train_ways=self.train_ways, train_shots=self.train_shots, train_query=self.train_query,
+                           num_train_classes=train.num_classes, loss="cross_entropy")
+
+    @staticmethod
+    def _pixels(images: torch.Tensor) -> torch.Tensor:
+        return images.float().div_(255.0)
+
+    def _draw(self, split, ways: int, shots: int, query: int, tasks: int, generator: torch.Generator):
+        """Class ids [T, N] and example ids [T, N, K+Q] for `tasks` episodes."""
+        classes = torch.stack([torch.randperm(split.num_classes, generator=generator)[:ways] for _ in range(tasks)])
+        examples = torch.rand(tasks, ways, split.per_class, generator=generator).argsort(dim=-1)[..., :shots + query]
+        return classes, examples
+
+    def _episodes(self, split, classes: torch.Tensor, examples: torch.Tensor, shots: int) -> EpisodeBatch:
+        tasks, ways, n = examples.shape
+        images = self._pixels(split.images[classes.unsqueeze(-1), examples])  # [T, N, K+Q, C, H, W]
+        shape = images.shape[3:]
+        labels = torch.arange(ways).view(1, ways, 1)
+        support_x = images[:, :, :shots].reshape(tasks, ways * shots, *shape)
+        query_x = images[:, :, shots:].reshape(tasks, ways * (n - shots), *shape)
+        support_y = labels.expand(tasks, ways, shots).reshape(tasks, -1)
+        query_y = labels.expand(tasks, ways, n - shots).reshape(tasks, -1)
+        return EpisodeBatch(support_x, support_y, query_x, query_y, ways=ways, shots=shots,
+                            info={"class_ids": classes, "example_ids": examples})
+
+    def sample_train(self, request: BatchRequest, generator: torch.Generator):
+        train = self.splits["train"]
+        if request.kind == "labelled":
+            size = int(request.batch_size or 64)
+            flat = torch.randint(train.num_classes * train.per_class, (size,), generator=generator)
+            cls, ex = flat // train.per_class, flat % train.per_class
+            return LabelledBatch(self._pixels(train.images[cls, ex]), cls, train.num_classes)
+        ways = request.ways or self.train_ways
+        shots = request.shots or self.train_shots
+        query = request.query or self.train_query
+        classes, examples = self._draw(train, ways, shots, query, request.tasks, generator)
+        return self._episodes(train, classes, examples, shots)
+
+    def sample_validation(self, tasks: int, generator: torch.Generator) -> EpisodeBatch:
+        split = self.splits.get("val") or self.splits["train"]
+        classes, examples = self._draw(split, self.ways, self.shots, self.test_query, tasks, generator)
+        return self._episodes(split, classes, examples, self.shots)
+
+    def test_episode(self, index: int, eval_seed: int) -> Episode:
+        test = self.splits["test"]
+        gen = frozen_generator(self.sampling_key, eval_seed, index)
+        classes, examples = self._draw(test, self.ways, self.shots, self.test_query, 1, gen)
+        episode = self._episodes(test, classes, examples, self.shots).task(0)
+        episode.info["ids"] = torch.cat([classes.view(-1), examples.view(-1)])
+        return episode

@@ -12,7 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import torch
@@ -23,7 +23,7 @@ from algorithms.base import Episode, Learner
 from bench import data as datasets
 from bench import stats
 from bench.config import Cell, Config
-from bench.episodes import digest, named_generators
+from bench.episodes import EpisodeDigest, digest, named_generators
 from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, environment,
                           git_commit, new_run_id, utc_now)
 
@@ -52,7 +52,6 @@ class CellResult:
 # sources and frozen episodes are shared by every cell of a process
 
 _SOURCES: dict[str, Any] = {}
-_FROZEN: dict[str, list[Episode]] = {}
 
 
 def task_source(spec: dict[str, Any], data_root: str | None):
@@ -62,13 +61,11 @@ def task_source(spec: dict[str, Any], data_root: str | None):
     return _SOURCES[key]
 
 
-def frozen_episodes(source, eval_seed: int, count: int) -> list[Episode]:
-    """Test episodes 0..count-1 of a benchmark (cached; each one a pure function of spec, seed, index)."""
-    key = json.dumps([source.sampling_key, eval_seed], sort_keys=True, default=str)
-    have = _FROZEN.setdefault(key, [])
-    while len(have) < count:
-        have.append(source.test_episode(len(have), eval_seed))
-    return have[:count]
+def frozen_episodes(source, eval_seed: int, count: int) -> Iterator[Episode]:
+    """Test episodes 0..count-1 of a benchmark, each a pure function of (spec, eval seed, index); drawn
+    lazily so that hundreds of image episodes never sit in memory at once."""
+    for index in range(count):
+        yield source.test_episode(index, eval_seed)
 
 
 def test_digest(cell: Cell, data_root: str | None = None) -> str:
@@ -165,13 +162,15 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
 
 def evaluate(cell: Cell, learner: Learner, source, device, result: CellResult) -> None:
     tic = time.perf_counter()
-    episodes = frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])
-    result.digest = digest(episodes)
+    episodes = list(frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])) \
+        if source.kind == "regression" else frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])
+    hasher = EpisodeDigest()
     base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
     rows = result.episodes
     if source.kind == "regression":
         steps = list(range(int(cell.spec["eval_steps"]) + 1))
         for i, episode in enumerate(episodes):
+            hasher.update(episode)
             episode = episode.to(device)
             predictions = learner.predict_steps(episode, steps)
             for s in steps:
@@ -190,12 +189,14 @@ def evaluate(cell: Cell, learner: Learner, source, device, result: CellResult) -
                 result.fits.append({**base, "task": i, "steps": -1, "series": "support", "x": xi, "y": yi})
     elif source.kind == "classification":
         for i, episode in enumerate(episodes):
+            hasher.update(episode)
             episode = episode.to(device)
             logits = learner.predict(episode)
             accuracy = 100.0 * float((logits.argmax(-1) == episode.query_y).float().mean())
             rows.append({**base, "episode": i, "metric": "accuracy", "value": accuracy})
     else:
         raise NotImplementedError(f"evaluation of {source.kind!r} benchmarks")
+    result.digest = hasher.hexdigest()
     result.eval_seconds = time.perf_counter() - tic
 
 
