@@ -26,7 +26,11 @@ def parameters_of(net: nn.Module) -> Params:
 
 
 def forward(net: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
-    """net(x) evaluated at `params` (buffers, if any, are the module's own)."""
+    """net(x) evaluated at `params` (buffers, if any, are the module's own). Backbones from algorithms.nets
+    have a pure `forward_with`; functional_call (which swaps the module's tensors, so is not thread-safe)
+    serves any other module."""
+    if hasattr(net, "forward_with"):
+        return net.forward_with(params, x)
     return functional_call(net, params, (x,))
 
 

@@ -6,14 +6,15 @@ Inner update Eq. (1): θ'_i = θ − α ∇_θ L_{T_i}(f_θ) on the support set;
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from algorithms import nets, register
-from algorithms.base import EpisodeBatch, Episode, Learner
-from algorithms.functional import finetune_predictions, parameters_of, task_loss
+from algorithms.base import Episode, EpisodeBatch, Learner
+from algorithms.functional import finetune_predictions, forward, parameters_of, task_loss
 
 
 @dataclass
@@ -26,11 +27,19 @@ class MAMLHparams:
     meta_lr: float = 0.001          # β, Adam
     grad_clip: float | None = None  # clip meta-gradient values to [-c, c] (MAML code, Mini-ImageNet)
     backbone: str | None = None     # None: the benchmark's default network
+    transductive_bn: bool = True    # batch norm on each batch's own statistics, at test too (MAML's code)
+    # How the tasks of a meta-batch are computed (results are the same up to float rounding):
+    #   vmap: one vectorised call over all tasks (fastest for small MLPs such as the sine regressor);
+    #   threads: tasks split over worker threads running single-threaded ops (fastest for conv nets on a CPU,
+    #            where small convolutions parallelise poorly inside one op);
+    #   loop: one task after another; auto: vmap for networks without convolutions, else threads.
+    task_batching: str = "auto"
+    task_threads: int = 0           # workers for "threads" (0: torch.get_num_threads())
 
 
 @register("maml")
 class MAML(Learner):
-    """Second-order MAML (Finn et al. 2017), tasks vectorised with torch.func.vmap."""
+    """Second-order MAML (Finn et al. 2017)."""
 
     kinds = ("regression", "classification")
     Hparams = MAMLHparams
@@ -38,9 +47,11 @@ class MAML(Learner):
 
     def __init__(self, problem, hparams, device, generators):
         super().__init__(problem, hparams, device, generators)
+        if hparams.task_batching not in ("auto", "vmap", "threads", "loop"):
+            raise ValueError(f"task_batching: {hparams.task_batching!r} is not one of auto, vmap, threads, loop")
         out_dim = problem.output_dim if problem.kind == "regression" else problem.ways
         self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, out_dim,
-                              generators["init"], device)
+                              generators["init"], device, transductive=hparams.transductive_bn)
         self.loss_fn = task_loss(problem.kind)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hparams.meta_lr)
 
@@ -50,34 +61,89 @@ class MAML(Learner):
     def optimizers(self):
         return {"meta": self.optimizer}
 
-    # The query loss of one task after the inner loop, as a pure function of the initial parameters, so that
-    # torch.func can vectorise it over tasks and differentiate it (through the inner steps when second order).
+    def _batching(self) -> str:
+        choice = self.hparams.task_batching
+        if choice != "auto":
+            return choice
+        has_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.net.modules())
+        return "threads" if has_conv and self.device.type == "cpu" else "vmap" if not has_conv else "loop"
+
+    # -- one task, plain autograd: used by the loop and thread strategies --------------------------------
+    def _task_gradient(self, params: dict[str, torch.Tensor], task: Episode) -> tuple[list[torch.Tensor], float]:
+        """∇_θ of one task's query loss after the inner loop (through the inner steps when second order)."""
+        h = self.hparams
+        fast = params
+        for _ in range(h.inner_steps):
+            loss = self.loss_fn(forward(self.net, fast, task.support_x), task.support_y)
+            # create_graph keeps the inner step differentiable (Eq. 2's Hessian term); FOMAML drops it, so the
+            # inner gradient is a constant and ∂θ'/∂θ is the identity.
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not self.first_order)
+            fast = {k: v - h.inner_lr * g for (k, v), g in zip(fast.items(), grads)}
+        query_loss = self.loss_fn(forward(self.net, fast, task.query_x), task.query_y)
+        return list(torch.autograd.grad(query_loss, list(params.values()))), query_loss.item()
+
+    def _tasks_gradient(self, params, tasks: list[Episode]):
+        total, losses = None, []
+        for task in tasks:
+            grads, loss = self._task_gradient(params, task)
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+            losses.append(loss)
+        return total, losses
+
+    def _threaded_gradients(self, params, batch: EpisodeBatch):
+        workers = min(len(batch), self.hparams.task_threads or torch.get_num_threads())
+        chunks = [[batch.task(i) for i in range(w, len(batch), workers)] for w in range(workers)]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda chunk: self._tasks_gradient(params, chunk), chunks))
+        finally:
+            torch.set_num_threads(threads)
+        # summed in a fixed order, so the result does not depend on which thread finished first
+        total = [sum(gs) for gs in zip(*(p[0] for p in parts))]
+        return total, [loss for p in parts for loss in p[1]]
+
+    # -- all tasks at once under torch.func.vmap ---------------------------------------------------------
     def _task_query_loss(self, params, support_x, support_y, query_x, query_y):
         def support_loss(p):
-            return self.loss_fn(functional_call(self.net, p, (support_x,)), support_y)
+            return self.loss_fn(forward(self.net, p, support_x), support_y)
 
         fast = params
         for _ in range(self.hparams.inner_steps):
             grads = grad(support_loss)(fast)
             if self.first_order:
-                # FOMAML: treat the inner gradient as a constant (drops the Hessian term of Eq. 2's gradient)
                 grads = {k: g.detach() for k, g in grads.items()}
             fast = {k: fast[k] - self.hparams.inner_lr * grads[k] for k in fast}
-        return self.loss_fn(functional_call(self.net, fast, (query_x,)), query_y)
+        return self.loss_fn(forward(self.net, fast, query_x), query_y)
 
-    def meta_gradients(self, batch: EpisodeBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Gradient of the mean query loss over the batch's tasks w.r.t. the initial parameters."""
+    def _vmap_gradients(self, batch: EpisodeBatch):
         params = {k: v.detach() for k, v in parameters_of(self.net).items()}
 
         def meta_loss(p):
             per_task = vmap(self._task_query_loss, in_dims=(None, 0, 0, 0, 0), randomness="same")(
                 p, batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-            return per_task.mean(), per_task.mean()
+            return per_task.mean(), per_task.detach()
 
-        grads, loss = grad(meta_loss, has_aux=True)(params)
-        return grads, loss
+        grads, losses = grad(meta_loss, has_aux=True)(params)
+        return grads, losses.tolist()
+
+    def meta_gradients(self, batch: EpisodeBatch) -> tuple[dict[str, torch.Tensor], float]:
+        """Gradient of the mean query loss over the batch's tasks w.r.t. the initial parameters, and that loss."""
+        strategy = self._batching()
+        if strategy == "vmap":
+            grads, losses = self._vmap_gradients(batch)
+        else:
+            params = parameters_of(self.net)
+            if strategy == "threads":
+                total, losses = self._threaded_gradients(params, batch)
+            else:
+                total, losses = self._tasks_gradient(params, list(batch.tasks()))
+            grads = {k: g / len(batch) for k, g in zip(params, total)}
+        return grads, sum(losses) / len(losses)
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        self.net.train()
         grads, loss = self.meta_gradients(batch)
         for name, p in self.net.named_parameters():
             p.grad = grads[name]
@@ -85,12 +151,10 @@ class MAML(Learner):
                 p.grad.clamp_(-self.hparams.grad_clip, self.hparams.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss.item()}
-
-    def _test_lr(self) -> float:
-        h = self.hparams
-        return h.inner_lr if h.test_inner_lr is None else h.test_inner_lr
+        return {"loss": loss}
 
     def predict_steps(self, episode: Episode, steps: list[int]) -> dict[int, torch.Tensor]:
+        h = self.hparams
+        lr = h.inner_lr if h.test_inner_lr is None else h.test_inner_lr
         return finetune_predictions(self.net, parameters_of(self.net), episode.support_x, episode.support_y,
-                                    episode.query_x, self._test_lr(), steps, self.loss_fn)
+                                    episode.query_x, lr, steps, self.loss_fn)

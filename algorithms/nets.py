@@ -77,11 +77,101 @@ class MLP(nn.Module):
         self.feature_dim = dims[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.hidden:
-            x = self.activation(layer(x))
-        return self.out(x) if self.out is not None else x
+        return self.forward_with(dict(self.named_parameters()), x)
+
+    def forward_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass at parameters `p` (names as in named_parameters()); pure, so thread-safe."""
+        for i in range(len(self.hidden)):
+            x = self.activation(F.linear(x, p[f"hidden.{i}.weight"], p[f"hidden.{i}.bias"]))
+        return F.linear(x, p["out.weight"], p["out.bias"]) if self.out is not None else x
 
 
 @backbone("mlp-40-40")
-def _mlp_40_40(input_shape, out_dim, activation: str = "relu"):
+def _mlp_40_40(input_shape, out_dim, activation: str = "relu", transductive: bool = False):
     return MLP(math.prod(input_shape), [40, 40], out_dim, activation)
+
+
+class ConvBlock(nn.Module):
+    """3x3 convolution, batch norm, ReLU, then 2x2 max-pool (pool=True) or nothing (stride carries the
+    down-sampling in MAML's Omniglot network)."""
+
+    def __init__(self, cin: int, cout: int, pool: bool, stride: int = 1, transductive: bool = False):
+        super().__init__()
+        # no conv bias: batch norm subtracts it again, so its gradient is pure rounding noise
+        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        # transductive: always normalise with the current batch's statistics (MAML's code keeps batch norm in
+        # training mode at test time); otherwise the usual running statistics in eval mode.
+        self.norm = nn.BatchNorm2d(cout, track_running_stats=not transductive)
+        self.pool = pool
+
+    def forward_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, p["conv.weight"], None, stride=self.conv.stride, padding=1)
+        norm = self.norm  # running_mean is None when transductive: batch statistics in train and eval mode
+        x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
+                         training=self.training or norm.running_mean is None, momentum=norm.momentum, eps=norm.eps)
+        # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
+        # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
+        if self.pool:
+            x = F.max_pool2d(x, 2)
+        return F.relu(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with({k: v for k, v in self.named_parameters()}, x)
+
+
+class Conv4(nn.Module):
+    """Four conv blocks, then a linear head to out_dim (or the flattened features when out_dim == 0).
+
+    pool=True: the Vinyals/ProtoNets embedding (max-pool in every block; 64-d on 28x28, 1600-d on 84x84).
+    pool=False: MAML's Omniglot network (stride-2 convolutions, spatial mean before the head).
+    """
+
+    def __init__(self, input_shape, out_dim: int, width: int = 64, pool: bool = True, transductive: bool = False,
+                 pool_blocks: int = 4):
+        super().__init__()
+        channels, size, _ = input_shape
+        blocks, cin = [], channels
+        for i in range(4):
+            pooled, strided = pool and i < pool_blocks, not pool
+            blocks.append(ConvBlock(cin, width, pool=pooled, stride=2 if strided else 1, transductive=transductive))
+            cin = width
+            size = size // 2 if pooled else (size + 1) // 2 if strided else size
+        self.blocks = nn.Sequential(*blocks)
+        self.spatial_mean = not pool
+        self.feature_dim = width if self.spatial_mean else width * size * size
+        self.head = nn.Linear(self.feature_dim, out_dim) if out_dim > 0 else None
+
+    def features_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Embedding at parameters `p`; pure (thread-safe) apart from updating running statistics."""
+        for i, block in enumerate(self.blocks):
+            prefix = f"blocks.{i}."
+            x = block.forward_with({k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}, x)
+        return x.mean(dim=(-2, -1)) if self.spatial_mean else x.flatten(1)
+
+    def forward_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        z = self.features_with(p, x)
+        return F.linear(z, p["head.weight"], p["head.bias"]) if self.head is not None else z
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features_with(dict(self.named_parameters()), x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(dict(self.named_parameters()), x)
+
+
+@backbone("conv4")
+def _conv4(input_shape, out_dim, transductive: bool = False):
+    """Conv-4 with 64 filters and max-pooling: the Matching/Prototypical Networks embedding."""
+    return Conv4(input_shape, out_dim, width=64, pool=True, transductive=transductive)
+
+
+@backbone("conv4-maml-omniglot")
+def _conv4_maml_omniglot(input_shape, out_dim, transductive: bool = True):
+    """MAML's Omniglot network: 64 filters, stride-2 convolutions, spatial mean, linear head."""
+    return Conv4(input_shape, out_dim, width=64, pool=False, transductive=transductive)
+
+
+@backbone("conv4-maml-mini")
+def _conv4_maml_mini(input_shape, out_dim, transductive: bool = True):
+    """MAML's Mini-ImageNet network: 32 filters with max-pooling, flattened 5x5x32 features, linear head."""
+    return Conv4(input_shape, out_dim, width=32, pool=True, transductive=transductive)
