@@ -87,3 +87,4 @@ from algorithms import pretrain  # noqa: E402,F401
 from algorithms import maml  # noqa: E402,F401
 from algorithms import fomaml  # noqa: E402,F401
 from algorithms import reptile  # noqa: E402,F401
+from algorithms import protonet  # noqa: E402,F401

@@ -2,7 +2,8 @@
 parameters and test-time fine-tuning by plain gradient descent on the support set."""
 from __future__ import annotations
 
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -10,6 +11,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 Params = dict[str, torch.Tensor]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def task_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -34,22 +37,15 @@ def forward(net: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return functional_call(net, params, (x,))
 
 
-def sgd_step(net: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, lr: float,
-             loss_fn: Callable, create_graph: bool = False) -> Params:
-    """One plain gradient step on (x, y). With create_graph the step stays differentiable (second-order MAML)."""
-    loss = loss_fn(forward(net, params, x), y)
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-    return {k: p - lr * g for (k, p), g in zip(params.items(), grads)}
-
-
 def finetune_predictions(net: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
-                         query_x: torch.Tensor, lr: float, steps: list[int], loss_fn: Callable
-                         ) -> dict[int, torch.Tensor]:
-    """Query predictions after each step count in `steps` of full-batch SGD on the support set, from one run.
+                         query_x: torch.Tensor, lr: float, steps: list[int], loss_fn: Callable,
+                         update: Callable[[Params, Params], Params] | None = None) -> dict[int, torch.Tensor]:
+    """Query predictions after each step count in `steps` of full-batch gradient descent on the support set,
+    from one run. `update(params, grads)` replaces the plain SGD step (e.g. Reptile's Adam).
 
-    Every step uses the same support points (the MAML evaluation protocol). Runs without building a graph
-    across steps: each step's gradient is taken on detached parameters.
+    Every step uses the same support points (the MAML evaluation protocol). No graph is kept across steps.
     """
+    update = update or (lambda p, g: {k: p[k] - lr * g[k] for k in p})
     wanted = sorted(set(steps))
     out: dict[int, torch.Tensor] = {}
     current = {k: v.detach() for k, v in params.items()}
@@ -61,5 +57,27 @@ def finetune_predictions(net: nn.Module, params: Params, support_x: torch.Tensor
             break
         with torch.enable_grad():
             leaves = {k: v.requires_grad_(True) for k, v in current.items()}
-            current = {k: v.detach() for k, v in sgd_step(net, leaves, support_x, support_y, lr, loss_fn).items()}
+            loss = loss_fn(forward(net, leaves, support_x), support_y)
+            grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+        current = {k: v.detach() for k, v in update(leaves, grads).items()}
     return out
+
+
+def map_tasks(fn: Callable[[list[T]], R], items: Sequence[T], workers: int) -> list[R]:
+    """fn over `workers` interleaved chunks of items, each chunk in its own thread running single-threaded
+    torch ops; results in chunk order (so sums over them are deterministic).
+
+    On a CPU, small convolutions parallelise poorly inside one op (thread start-up and barriers per op), so
+    running whole tasks side by side uses the cores better than splitting every op across them.
+    """
+    workers = max(1, min(workers, len(items)))
+    chunks = [list(items[w::workers]) for w in range(workers)]
+    if workers == 1:
+        return [fn(chunks[0])]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fn, chunks))
+    finally:
+        torch.set_num_threads(threads)

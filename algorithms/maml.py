@@ -6,7 +6,6 @@ Inner update Eq. (1): θ'_i = θ − α ∇_θ L_{T_i}(f_θ) on the support set;
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +13,7 @@ from torch.func import grad, vmap
 
 from algorithms import nets, register
 from algorithms.base import Episode, EpisodeBatch, Learner
-from algorithms.functional import finetune_predictions, forward, parameters_of, task_loss
+from algorithms.functional import finetune_predictions, forward, map_tasks, parameters_of, task_loss
 
 
 @dataclass
@@ -91,15 +90,8 @@ class MAML(Learner):
         return total, losses
 
     def _threaded_gradients(self, params, batch: EpisodeBatch):
-        workers = min(len(batch), self.hparams.task_threads or torch.get_num_threads())
-        chunks = [[batch.task(i) for i in range(w, len(batch), workers)] for w in range(workers)]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(lambda chunk: self._tasks_gradient(params, chunk), chunks))
-        finally:
-            torch.set_num_threads(threads)
+        workers = self.hparams.task_threads or torch.get_num_threads()
+        parts = map_tasks(lambda chunk: self._tasks_gradient(params, chunk), list(batch.tasks()), workers)
         # summed in a fixed order, so the result does not depend on which thread finished first
         total = [sum(gs) for gs in zip(*(p[0] for p in parts))]
         return total, [loss for p in parts for loss in p[1]]

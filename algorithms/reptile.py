@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from algorithms import nets, register
-from algorithms.base import Episode, EpisodeBatch, Learner
-from algorithms.functional import finetune_predictions, parameters_of, task_loss
+from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.functional import finetune_predictions, forward, map_tasks, parameters_of, task_loss
 
 
 @dataclass
@@ -25,26 +25,51 @@ class ReptileHparams:
     meta_batch: int = 5                # tasks per outer update
     outer_lr: float = 1.0              # ε at the first meta-iteration
     outer_lr_final: float = 0.0        # ε at the last meta-iteration (linear annealing)
-    test_inner_lr: float | None = None  # SGD step size at test (None: inner_lr)
-    test_inner_steps: int = 10
+    train_shots: int | None = None     # examples per class of a training task (paper: 10 on Omniglot)
+    test_inner_lr: float | None = None  # step size at test (None: inner_lr)
+    test_inner_steps: int = 10         # adaptation steps at test (the paper: 50 on Omniglot)
     backbone: str | None = None
+    transductive_bn: bool = True       # batch statistics at test as in the paper's code
+    task_threads: int = 0              # conv nets on a CPU: tasks side by side in threads (0: all cores)
+
+
+class InnerOptimizer:
+    """Plain SGD or Adam with beta1 = 0 (no momentum to carry across tasks), on dicts of tensors whose
+    leading dimension may index tasks."""
+
+    def __init__(self, kind: str, lr: float):
+        if kind not in ("sgd", "adam"):
+            raise ValueError(f"reptile.inner_optimizer: {kind!r} is not one of 'sgd', 'adam'")
+        self.kind, self.lr, self.step_count, self.second = kind, lr, 0, {}
+
+    def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.step_count += 1
+        out = {}
+        for k, g in grads.items():
+            if self.kind == "adam":
+                v = self.second.get(k)
+                v = g * g * 0.001 if v is None else v * 0.999 + g * g * 0.001
+                self.second[k] = v
+                g = g / ((v / (1 - 0.999 ** self.step_count)).sqrt() + 1e-8)
+            out[k] = params[k] - self.lr * g
+        return out
 
 
 @register("reptile")
 class Reptile(Learner):
-    """Batched Reptile (Nichol et al. 2018, Alg. 2); inner loops of all tasks run together under vmap."""
+    """Batched Reptile (Nichol et al. 2018, Alg. 2)."""
 
     kinds = ("regression", "classification")
     Hparams = ReptileHparams
 
     def __init__(self, problem, hparams, device, generators):
         super().__init__(problem, hparams, device, generators)
-        if hparams.inner_optimizer not in ("sgd", "adam"):
-            raise ValueError(f"reptile.inner_optimizer: {hparams.inner_optimizer!r} is not one of 'sgd', 'adam'")
+        InnerOptimizer(hparams.inner_optimizer, hparams.inner_lr)  # validates the name early
         out_dim = problem.output_dim if problem.kind == "regression" else problem.ways
         self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, out_dim,
-                              generators["init"], device)
+                              generators["init"], device, transductive=hparams.transductive_bn)
         self.loss_fn = task_loss(problem.kind)
+        self.has_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.net.modules())
         self.iteration = 0
 
     def modules(self):
@@ -56,59 +81,83 @@ class Reptile(Learner):
     def load_extra_state(self, state):
         self.iteration = int(state.get("iteration", 0))
 
+    def batch_request(self) -> BatchRequest:
+        # Reptile trains on all of a task's examples; the query part carries no special role.
+        h = self.hparams
+        return BatchRequest(kind="episodes", tasks=h.meta_batch, shots=h.train_shots,
+                            query=0 if h.train_shots is not None else None)
+
     def _epsilon(self) -> float:
         h = self.hparams
         frac = self.iteration / max(1, self.meta_iters)
         return h.outer_lr + (h.outer_lr_final - h.outer_lr) * min(1.0, frac)
 
-    def _inner_loop(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict:
-        """k inner steps on every task at once: x, y are [T, n, ...]; returns per-task weights [T, ...]."""
-        h = self.hparams
-        tasks, n = x.shape[0], x.shape[1]
-        fast = {k: v.detach().unsqueeze(0).expand(tasks, *v.shape).clone() for k, v in params.items()}
-        moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in fast.items()}
-
-        def loss(p, xb, yb):
-            return self.loss_fn(functional_call(self.net, p, (xb,)), yb)
-
-        per_task_grad = vmap(grad(loss), randomness="same")
+    def _minibatches(self, tasks: int, n: int, steps: int) -> list[torch.Tensor | None]:
+        """Example indices [tasks, inner_batch] per inner step, from the algorithm's own generator."""
+        b = self.hparams.inner_batch
+        if b is None or b >= n:
+            return [None] * steps
         gen = self.generators["algorithm"]
-        for step in range(1, h.inner_steps + 1):
-            if h.inner_batch is not None and h.inner_batch < n:
-                idx = torch.stack([torch.randperm(n, generator=gen)[: h.inner_batch] for _ in range(tasks)])
-                idx = idx.to(x.device)
-                xb = torch.gather(x, 1, idx.view(tasks, -1, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
-                yb = torch.gather(y, 1, idx.view(tasks, -1, *([1] * (y.dim() - 2))).expand(-1, -1, *y.shape[2:]))
-            else:
-                xb, yb = x, y
-            grads = per_task_grad(fast, xb, yb)
-            for k in fast:
-                g = grads[k]
-                if h.inner_optimizer == "adam":
-                    # Adam with beta1 = 0 as in the paper's code: no momentum to carry across tasks.
-                    _, v = moments[k]
-                    v.mul_(0.999).addcmul_(g, g, value=0.001)
-                    v_hat = v / (1 - 0.999 ** step)
-                    g = g / (v_hat.sqrt() + 1e-8)
-                fast[k] = fast[k] - h.inner_lr * g
+        return [torch.stack([torch.randperm(n, generator=gen)[:b] for _ in range(tasks)]) for _ in range(steps)]
+
+    def _adapt_vmap(self, params, x, y, batches) -> dict[str, torch.Tensor]:
+        """Inner loops of all tasks at once (small MLPs): x, y [T, n, ...] -> per-task weights [T, ...]."""
+        tasks = x.shape[0]
+        fast = {k: v.detach().unsqueeze(0).expand(tasks, *v.shape).clone() for k, v in params.items()}
+        opt = InnerOptimizer(self.hparams.inner_optimizer, self.hparams.inner_lr)
+        per_task_grad = vmap(grad(lambda p, xb, yb: self.loss_fn(forward(self.net, p, xb), yb)))
+        for idx in batches:
+            xb, yb = (x, y) if idx is None else (_gather(x, idx.to(x.device)), _gather(y, idx.to(y.device)))
+            fast = opt.step(fast, per_task_grad(fast, xb, yb))
+        return fast
+
+    def _adapt_one(self, params, x, y, batches, lr: float | None = None) -> dict[str, torch.Tensor]:
+        """One task's inner loop with plain autograd (conv nets); returns its adapted weights."""
+        fast = {k: v.detach() for k, v in params.items()}
+        opt = InnerOptimizer(self.hparams.inner_optimizer, lr or self.hparams.inner_lr)
+        for idx in batches:
+            xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+            with torch.enable_grad():
+                leaves = {k: v.requires_grad_(True) for k, v in fast.items()}
+                grads = torch.autograd.grad(self.loss_fn(forward(self.net, leaves, xb), yb), list(leaves.values()))
+            fast = {k: v.detach() for k, v in opt.step(leaves, dict(zip(leaves, grads))).items()}
         return fast
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        self.net.train()
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         params = parameters_of(self.net)
         with torch.no_grad():
-            before = float(self.loss_fn(functional_call(self.net, params, (x.flatten(0, 1),)), y.flatten(0, 1)))
-        fast = self._inner_loop(params, x, y)
+            before = float(self.loss_fn(forward(self.net, params, x.flatten(0, 1)), y.flatten(0, 1)))
+        batches = self._minibatches(len(batch), x.shape[1], self.hparams.inner_steps)
+        if self.has_conv:
+            def adapt(indices):
+                return [self._adapt_one(params, x[i], y[i], [None if b is None else b[i] for b in batches])
+                        for i in indices]
+            workers = self.hparams.task_threads or torch.get_num_threads()
+            chunks = map_tasks(adapt, list(range(len(batch))), workers)
+            # mean over tasks, summed in a fixed order
+            mean = {k: sum(w[k] for chunk in chunks for w in chunk) / len(batch) for k in params}
+        else:
+            mean = {k: v.mean(0) for k, v in self._adapt_vmap(params, x, y, batches).items()}
         eps = self._epsilon()
         with torch.no_grad():
             for k, p in params.items():
-                p.add_(fast[k].mean(0) - p, alpha=eps)
+                p.add_(mean[k] - p, alpha=eps)
         self.iteration += 1
         return {"loss": before, "epsilon": eps}
 
     def predict_steps(self, episode: Episode, steps: list[int]) -> dict[int, torch.Tensor]:
+        """Query predictions after each step count of the inner optimizer on the full support set."""
         h = self.hparams
+        self.net.train()  # transductive batch norm, as in training
         lr = h.inner_lr if h.test_inner_lr is None else h.test_inner_lr
+        opt = InnerOptimizer(h.inner_optimizer, lr)
         return finetune_predictions(self.net, parameters_of(self.net), episode.support_x, episode.support_y,
-                                    episode.query_x, lr, steps, self.loss_fn)
+                                    episode.query_x, lr, steps, self.loss_fn, update=opt.step)
+
+
+def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """t[i, idx[i]] for every task i."""
+    return torch.gather(t, 1, idx.view(*idx.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))

@@ -142,9 +142,9 @@ class ClassificationSource:
             flat = torch.randint(train.num_classes * train.per_class, (size,), generator=generator)
             cls, ex = flat // train.per_class, flat % train.per_class
             return LabelledBatch(self._pixels(train.images[cls, ex]), cls, train.num_classes)
-        ways = request.ways or self.train_ways
-        shots = request.shots or self.train_shots
-        query = request.query or self.train_query
+        ways = self.train_ways if request.ways is None else request.ways
+        shots = self.train_shots if request.shots is None else request.shots
+        query = self.train_query if request.query is None else request.query
         classes, examples = self._draw(train, ways, shots, query, request.tasks, generator)
         return self._episodes(train, classes, examples, shots)
 
@@ -158,5 +158,5 @@ class ClassificationSource:
         gen = frozen_generator(self.sampling_key, eval_seed, index)
         classes, examples = self._draw(test, self.ways, self.shots, self.test_query, 1, gen)
         episode = self._episodes(test, classes, examples, self.shots).task(0)
-        episode.info["ids"] = torch.cat([classes.view(-1), examples.view(-1)])
+        episode.info["ids"] = torch.cat([classes.reshape(-1), examples.reshape(-1)])
         return episode

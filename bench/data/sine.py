@@ -47,8 +47,8 @@ class SineTasks:
     def sample_train(self, request: BatchRequest, generator: torch.Generator) -> EpisodeBatch:
         if request.kind != "episodes":
             raise ValueError(f"sine benchmarks provide episodes only, not {request.kind!r} batches")
-        shots = request.shots or self.shots
-        query = request.query or self.train_query
+        shots = self.shots if request.shots is None else request.shots
+        query = self.train_query if request.query is None else request.query
         return self._tasks(request.tasks, shots, query, generator)
 
     def sample_validation(self, tasks: int, generator: torch.Generator) -> EpisodeBatch:
