@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["algorithms", "benchmarks", "suites", "figures", "profiles"])
     ls.add_argument("pattern", nargs="?", default="*")
     ls.add_argument("--config", help="benchmarks.yaml to use (default: the repository's)")
+    ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first so the algorithms it registers are listed too")
 
     run = sub.add_parser("run", help="train and evaluate a suite or a grid of cells")
     run.add_argument("suite", nargs="?", help="a suite name from benchmarks.yaml (default: 'default')")
@@ -86,6 +88,8 @@ def cmd_list(args) -> int:
     from bench import plots
     from bench.config import Config
 
+    # installed plugins (entry points) and --plugin modules, so that what `list` shows is what `run` accepts
+    algorithms.load_plugins(args.plugin)
     if args.what == "algorithms":
         config = Config.load(args.config)
         rows = []

@@ -173,6 +173,26 @@ class _Checker:
                                f"`metabench list {what}s` shows the known ones")
 
 
+def _annotation_text(annotation: Any) -> str:
+    """A dataclass field's type as text ('float | None'), whether or not its module uses
+    `from __future__ import annotations` (then the annotation already is text)."""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def _unaliased(node: Any) -> Any:
+    """A copy in which no two places share a dict or list (YAML anchors alias them; --set must not edit two
+    entries at once)."""
+    if isinstance(node, dict):
+        return {k: _unaliased(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unaliased(v) for v in node]
+    return node
+
+
 def parse_value(text: str) -> Any:
     """A --set value as a YAML scalar or flow collection (never evaluated as code)."""
     try:
@@ -189,7 +209,7 @@ class Config:
 
     def __init__(self, raw: dict[str, Any], path: Path, sets: list[str] | tuple[str, ...] = ()):
         self.path = Path(path)
-        self.raw = copy.deepcopy(raw)
+        self.raw = _unaliased(raw)
         self.algorithm_sets: dict[str, dict[str, Any]] = {}
         self.budget_sets: dict[str, Any] = {}
         self._apply_sets(sets)
@@ -321,7 +341,7 @@ class Config:
     def _validate_hparams(self, c: _Checker, algorithm: str, values: Any, where: str, partial: bool = False,
                           from_cli: bool = False) -> None:
         fields = hparam_fields(algorithms.get(algorithm))
-        schema = {name: str(f.type) for name, f in fields.items()}
+        schema = {name: _annotation_text(f.type) for name, f in fields.items()}
         if not isinstance(values, dict):
             c.fail(where, f"expected a mapping of hyper-parameters, got {_type_name(values)}")
         for key, value in values.items():

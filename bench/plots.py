@@ -153,3 +153,169 @@ def training_curves(runs: list[RunDir], out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return save(fig, out, "training-curves")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# leaderboard tables and the comparisons of the lecture (bench.report merges the runs' summary.csv)
+
+
+def _leaderboard(runs: list[RunDir], needs: str):
+    from bench import report
+    from bench.rundir import RunDirError
+
+    try:
+        merged = report.merge_runs([r.path for r in runs])
+    except RunDirError as exc:
+        raise FigureDataError(f"{needs} ({exc})") from None
+    return report.leaderboard(merged, every_metric=True)
+
+
+def _paper_table(runs: list[RunDir], out: Path, name: str, prefix: str, needs: str) -> list[Path]:
+    """Our accuracy ± CI with the published value ± CI under it, one row per algorithm, one column per setting;
+    drawn as a figure and also written as CSV and markdown."""
+    from bench import report
+
+    board = _leaderboard(runs, needs)
+    board = board[board["benchmark"].astype(str).str.startswith(prefix) & (board["metric"] == "accuracy")] \
+        if not board.empty else board
+    if board.empty:
+        raise FigureDataError(needs)
+    benchmarks = [b for b in report.SETTING_ORDER if b in set(board["benchmark"])] + \
+        sorted(set(board["benchmark"]) - set(report.SETTING_ORDER))
+    cell = {(r.algorithm, r.benchmark): r for r in board.itertuples()}
+    # rows best-first on the leftmost setting an algorithm has (the papers sort by the 1-shot column)
+    first = {a: next(i for i, b in enumerate(benchmarks) if (a, b) in cell) for a in board["algorithm"].unique()}
+    algos = sorted(first, key=lambda a: (first[a], -cell[(a, benchmarks[first[a]])].mean))
+
+    def text(a, b):
+        r = cell.get((a, b))
+        if r is None:
+            return "–"
+        ours = report.plus_minus(r.mean, r.ci95)
+        return ours + (f"\n({report.plus_minus(r.paper_value, r.paper_ci95, measured=False)})"
+                       if pd.notna(r.paper_value) else "")
+
+    grid = [[text(a, b) for b in benchmarks] for a in algos]
+    fig, ax = plt.subplots(figsize=(1.9 * len(benchmarks) + 1.6, 0.55 * len(algos) + 1.0))
+    ax.axis("off")
+    table = ax.table(cellText=grid, rowLabels=algos, colLabels=benchmarks, loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1.0, 2.2)
+    ax.set_title("accuracy %, ours (published) — mean ± 95% CI", fontsize=9)
+    paths = save(fig, out, name)
+    tidy = board[["benchmark", "algorithm", "mean", "ci95", "n", "ci_method", "paper_value", "paper_ci95", "delta",
+                  "inside_paper_ci", "paper", "table"]]
+    csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
+    report.atomic_write_csv(csv_path, tidy)
+    rows = ["| algorithm | " + " | ".join(benchmarks) + " |", "|---" * (len(benchmarks) + 1) + "|"]
+    rows += [f"| {a} | " + " | ".join(t.replace("\n", " ") for t in line) + " |" for a, line in zip(algos, grid)]
+    report.atomic_write_text(md_path, "Accuracy %, ours (published), mean ± 95% CI\n\n" + "\n".join(rows) + "\n")
+    return paths + [csv_path, md_path]
+
+
+@figure("omniglot-table", "Omniglot accuracy ± CI per algorithm and setting, published value beside ours (+ CSV, md)")
+def omniglot_table(runs: list[RunDir], out: Path) -> list[Path]:
+    return _paper_table(runs, out, "omniglot-table", "omniglot-",
+                        "needs accuracy rows from an Omniglot run (metabench run --benchmark 'omniglot-*' "
+                        "--algorithm maml --algorithm protonet ...)")
+
+
+@figure("miniimagenet-table", "Mini-ImageNet accuracy ± CI per algorithm and setting beside the published value (+ CSV, md)")
+def miniimagenet_table(runs: list[RunDir], out: Path) -> list[Path]:
+    return _paper_table(runs, out, "miniimagenet-table", "miniimagenet-",
+                        "needs accuracy rows from a Mini-ImageNet run (metabench run --benchmark 'miniimagenet-*' "
+                        "--algorithm maml --algorithm protonet ...)")
+
+
+@figure("reptile-vs-maml-vs-pretrain", "sine MSE against test-time steps: MAML, Reptile and pre-training (the worst curve)")
+def reptile_vs_maml_vs_pretrain(runs: list[RunDir], out: Path) -> list[Path]:
+    trio = ("maml", "reptile", "pretrain")
+    needs = ("needs mse@S rows of maml, reptile and pretrain on one sine benchmark (metabench run --benchmark "
+             "sine-k10 --algorithm maml --algorithm reptile --algorithm pretrain)")
+    rows = _leaderboard(runs, needs)
+    if not rows.empty:
+        rows = rows[rows["metric"].map(_steps_of).notna() & rows["algorithm"].isin(trio)].copy()
+    benchmarks = [b for b, g in rows.groupby("benchmark", sort=False) if set(g["algorithm"]) == set(trio)] \
+        if not rows.empty else []
+    if not benchmarks:
+        raise FigureDataError(needs)
+    rows["steps"] = rows["metric"].map(_steps_of)
+    colors = dict(zip(trio, sns.color_palette("colorblind", 3)))
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.2 * len(benchmarks), 3.6), squeeze=False)
+    for ax, bench in zip(axes[0], benchmarks):
+        for algo in trio:
+            g = rows[(rows["benchmark"] == bench) & (rows["algorithm"] == algo)].sort_values("steps")
+            ci = g["ci95"].fillna(0)
+            ax.plot(g["steps"], g["mean"], marker="o", ms=3, label=algo, color=colors[algo],
+                    ls="--" if algo == "pretrain" else "-")
+            ax.fill_between(g["steps"], g["mean"] - ci, g["mean"] + ci, alpha=0.2, color=colors[algo])
+        ax.set_title(bench)
+        ax.set_xlabel("gradient steps at test")
+        ax.set_ylabel("MSE (mean ± 95% CI)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(frameon=False)
+    fig.tight_layout()
+    return save(fig, out, "reptile-vs-maml-vs-pretrain")
+
+
+@figure("l2l-mnist-curves", "learned vs hand-designed optimizers: MNIST loss against steps, mean ± 95% CI over test runs")
+def l2l_mnist_curves(runs: list[RunDir], out: Path) -> list[Path]:
+    needs = ("needs loss@T rows from the learned-optimizer benchmarks (metabench run --benchmark 'mnist-*' "
+             "--algorithm lstm-optimizer --algorithm sgd --algorithm rmsprop --algorithm adam --algorithm nag)")
+    rows = _leaderboard(runs, needs)
+    if not rows.empty:
+        rows = rows[rows["metric"].astype(str).str.fullmatch(r"loss@\d+")].copy()
+    if rows.empty:
+        raise FigureDataError(needs)
+    rows["step"] = rows["metric"].str.slice(5).astype(int)
+    benchmarks = list(dict.fromkeys(rows["benchmark"]))
+    palette = dict(zip(sorted(rows["algorithm"].unique()), sns.color_palette("colorblind", rows["algorithm"].nunique())))
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.2 * len(benchmarks), 3.6), squeeze=False)
+    for ax, bench in zip(axes[0], benchmarks):
+        for algo, g in rows[rows["benchmark"] == bench].groupby("algorithm", sort=True):
+            g = g.sort_values("step")
+            ci = g["ci95"].fillna(0)
+            ax.plot(g["step"], g["mean"], label=algo, color=palette[algo])
+            ax.fill_between(g["step"], (g["mean"] - ci).clip(lower=1e-12), g["mean"] + ci, alpha=0.2, color=palette[algo])
+        ax.set_title(bench)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizee step")
+        ax.set_ylabel("training loss (mean ± 95% CI)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return save(fig, out, "l2l-mnist-curves")
+
+
+GATE_COLUMNS = ["algorithm", "episode", "layer", "step", "gate", "value"]
+
+
+@figure("metalstm-gates", "Meta-LSTM input and forget gate values across updates, per layer, over test episodes")
+def metalstm_gates(runs: list[RunDir], out: Path) -> list[Path]:
+    needs = ("needs gates.csv (columns " + ", ".join(GATE_COLUMNS) + ") from a meta-lstm run "
+             "(metabench run --benchmark omniglot-5w1s --algorithm meta-lstm)")
+    gates = _concat(runs, "gates.csv")
+    if gates.empty or not set(GATE_COLUMNS) <= set(gates.columns):
+        raise FigureDataError(needs)
+    gate_names = [g for g in ("input", "forget") if g in set(gates["gate"])] or sorted(gates["gate"].unique())
+    layers = list(dict.fromkeys(gates["layer"]))
+    fig, axes = plt.subplots(len(gate_names), len(layers), figsize=(2.6 * len(layers), 2.4 * len(gate_names)),
+                             squeeze=False, sharey=True)
+    # the paper draws one thin line per episode; 20 episodes keep the figure readable
+    episodes = sorted(gates["episode"].unique())[:20]
+    shown = gates[gates["episode"].isin(episodes)]
+    for i, name in enumerate(gate_names):
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            part = shown[(shown["gate"] == name) & (shown["layer"] == layer)]
+            for (_, _), g in part.groupby(["algorithm", "episode"]):
+                ax.plot(g["step"], g["value"], lw=0.8, alpha=0.6)
+            ax.set_title(f"{name} gate, layer {layer}", fontsize=8)
+            ax.set_ylim(0, 1.1)
+            ax.grid(alpha=0.3)
+        axes[i][0].set_ylabel("gate value")
+    for ax in axes[-1]:
+        ax.set_xlabel("update")
+    fig.tight_layout()
+    return save(fig, out, "metalstm-gates")

@@ -230,7 +230,9 @@ def published_values(path: Path | None = None) -> pd.DataFrame:
     path = path or Path(__file__).resolve().parent.parent / "results" / "published.csv"
     if not path.is_file():
         return pd.DataFrame(columns=["algorithm", "benchmark", "metric", "value", "ci95"])
-    return pd.read_csv(path)
+    table = pd.read_csv(path)
+    # alternative published numbers (other protocols, other papers) have primary=0: one row per merge key
+    return table[table["primary"] == 1] if "primary" in table else table
 
 
 def summary_table(results: list[CellResult]) -> pd.DataFrame:

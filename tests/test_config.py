@@ -61,8 +61,11 @@ def test_suite_with_unknown_algorithm(tmp_path):
 
 
 def test_override_pattern_matching_nothing(tmp_path):
-    msg = error_of(tmp_path, lambda r: r["algorithms"]["maml"].setdefault("overrides", {}).update(
-        {"sinus-*": {"inner_lr": 0.1}}))
+    def mutate(raw):
+        maml = raw["algorithms"]["maml"]
+        maml["overrides"] = {**maml.get("overrides", {}), "sinus-*": {"inner_lr": 0.1}}
+
+    msg = error_of(tmp_path, mutate)
     assert "algorithms.maml.overrides.sinus-*" in msg and "matches no benchmark" in msg
 
 

@@ -1,0 +1,237 @@
+"""`metabench compare BASELINE_DIR NEW_DIR`: a paired, episode-by-episode regression test.
+
+Test episodes are frozen (the same digest in both manifests), so the baseline and the new run scored the very
+same tasks: each cell is compared with a two-sided paired t-test (scipy.stats.ttest_rel) episode by episode —
+per seed, and across seeds on the per-episode mean over the seeds. Episodes share a lot of difficulty, so
+pairing removes most of the variance a two-sample test would carry. Accuracies are tested on their
+differences; positive lower-is-better metrics (MSE, losses) on the differences of their logarithms (a test of
+the geometric-mean ratio), because a task's MSE scales with its amplitude squared: a few large-amplitude sine
+tasks dominate raw differences (measured on the smoke suite: MAML with inner_lr=0 is 30% worse on the geometric
+mean and worse on 77% of the tasks, yet the raw t-test gives p=0.05 while the log test gives p=5e-8).
+
+A cell is a regression when its headline metric (accuracy; mse@10 or the largest step for sine; final_loss
+for optimizer benchmarks) got worse with p < alpha AND by more than min-delta (default: 1 accuracy point;
+5% of the baseline for errors and losses, which are lower-is-better). The verdict uses the across-seed row
+when several seeds ran (like the leaderboard), else the single seed. Every metric is printed.
+
+Exit codes: 0 nothing regressed, 1 some cell regressed (or failed in NEW only), 2 the inputs cannot be
+compared (unreadable folders, cells missing on either side, different test episodes).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from bench.report import few, headline_metric, higher_is_better, steps_of
+from bench.rundir import RunDir, RunDirError
+
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+DEFAULT_ACCURACY_POINTS = 1.0   # percentage points
+DEFAULT_RELATIVE = 0.05         # of the baseline mean, for lower-is-better metrics
+
+
+class IncomparableError(RunDirError):
+    """The two folders do not hold the same cells on the same frozen test episodes."""
+
+
+@dataclass
+class Side:
+    path: Path
+    cells: dict[str, dict]        # key -> manifest entry
+    episodes: pd.DataFrame
+
+
+def load_side(path: Path) -> Side:
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise RunDirError(f"{path} is not a folder; pass folders written by `metabench run --out DIR`")
+    manifest = run.read_manifest()
+    try:
+        episodes = run.read_table("episodes.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path / 'episodes.csv'} is unreadable ({type(exc).__name__}); rerun that suite") from None
+    needed = {"benchmark", "algorithm", "seed", "episode", "metric", "value"}
+    if not needed <= set(episodes.columns):
+        raise RunDirError(f"{path / 'episodes.csv'} lacks column(s) {', '.join(sorted(needed - set(episodes.columns)))}; "
+                          f"it was not written by `metabench run`")
+    episodes["seed"] = episodes["seed"].astype(str)
+    # a diverged episode is stored as nan/inf: keep it a number (compare_values counts it as worse)
+    episodes["value"] = pd.to_numeric(episodes["value"], errors="coerce")
+    cells = {f"{c['benchmark']}/{c['algorithm']}/seed{c['seed']}": c for c in manifest.get("cells", [])}
+    return Side(Path(path), cells, episodes)
+
+
+def check_comparable(base: Side, new: Side) -> None:
+    """Raise IncomparableError listing every missing cell and every test-episode digest mismatch."""
+    problems = []
+    for label, have, other in (("NEW", new, base), ("BASELINE", base, new)):
+        gone = [k for k, c in other.cells.items() if c.get("status") != "pending"
+                and (k not in have.cells or have.cells[k].get("status") == "pending")]
+        if gone:
+            problems.append(f"missing in {label} {have.path}: {few(gone)}")
+    broken = [k for k, c in base.cells.items() if c.get("status") not in ("ok", "pending")]
+    if broken:
+        problems.append(f"failed in BASELINE: {few(broken)} (regenerate the baseline)")
+    differ = [k for k, c in base.cells.items() if k in new.cells and c.get("status") == "ok"
+              and new.cells[k].get("status") == "ok"
+              and (not c.get("test_episode_digest") or c.get("test_episode_digest") != new.cells[k].get("test_episode_digest"))]
+    if differ:
+        problems.append(f"different test episodes (test_episode_digest in manifest.json): {few(differ)} — the "
+                        f"benchmark spec, eval seed or test_episodes changed; regenerate the baseline with the same settings")
+    if problems:
+        raise IncomparableError(f"cannot compare {base.path} with {new.path}: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def threshold(metric: str, baseline_mean: float, min_delta: float | None) -> float:
+    if min_delta is not None:
+        return float(min_delta)
+    if higher_is_better(metric):
+        return DEFAULT_ACCURACY_POINTS
+    return DEFAULT_RELATIVE * abs(baseline_mean)
+
+
+def paired_test(base: np.ndarray, new: np.ndarray, log: bool = False) -> float:
+    """Two-sided p-value of the paired t-test (on log values if `log`); exactly 1.0 for identical results and
+    0.0 for a constant shift, where the t statistic is undefined."""
+    if log:
+        base, new = np.log(base), np.log(new)
+    diff = new - base
+    if np.all(diff == 0):
+        return 1.0
+    if np.std(diff) <= 1e-12 * np.max(np.abs(diff)):  # a shift constant up to rounding: t is infinite
+        return 0.0
+    return float(sps.ttest_rel(new, base).pvalue)
+
+
+def compare_values(metric: str, base: np.ndarray, new: np.ndarray, alpha: float, min_delta: float | None) -> dict:
+    """Means, delta, p-value and verdict (same | ok | small | better | worse) of one paired comparison."""
+    finite = np.isfinite(base) & np.isfinite(new)
+    # an episode that diverged (NaN/inf) only in NEW is worse whatever the test says
+    diverged = int(np.sum(np.isfinite(base) & ~np.isfinite(new)))
+    b, n = base[finite], new[finite]
+    mb, mn = (float(np.mean(b)), float(np.mean(n))) if len(b) else (math.nan, math.nan)
+    direction = higher_is_better(metric)
+    log = direction is False and bool(np.all(b > 0) and np.all(n > 0))
+    p = paired_test(b, n, log) if len(b) > 1 else math.nan
+    drop = (mb - mn) if direction else (mn - mb)
+    limit = threshold(metric, mb, min_delta)
+    if direction is None:
+        verdict = "same" if np.array_equal(base, new, equal_nan=True) else "n/a"
+    elif diverged:
+        verdict = "worse"
+    elif np.array_equal(base, new, equal_nan=True):
+        verdict = "same"
+    elif not (p < alpha):
+        verdict = "ok"
+    elif abs(drop) <= limit:
+        verdict = "small"
+    else:
+        verdict = "worse" if drop > 0 else "better"
+    return {"baseline": mb, "new": mn, "delta": mn - mb, "rel": (mn - mb) / abs(mb) if mb else math.nan,
+            "p": p, "n": int(len(b)), "min_delta": limit, "diverged": diverged, "verdict": verdict}
+
+
+def _paired(base: pd.DataFrame, new: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if new.empty:
+        raise IncomparableError(f"{what} is missing from NEW's episodes.csv; the metric was renamed or dropped, "
+                                f"regenerate the baseline if that was intended")
+    if base["episode"].duplicated().any() or new["episode"].duplicated().any():
+        raise IncomparableError(f"{what}: an episode appears twice in episodes.csv; the file was edited or "
+                                f"concatenated: rerun that suite")
+    joined = base.merge(new, on="episode", how="outer", suffixes=("_b", "_n"), indicator=True)
+    if (joined["_merge"] != "both").any():  # (NaN values are diverged episodes, not missing ones)
+        raise IncomparableError(f"{what}: episode indices differ between the runs although the digests match; "
+                                f"one episodes.csv is truncated: rerun it")
+    return joined["value_b"].to_numpy(float), joined["value_n"].to_numpy(float)
+
+
+def compare_runs(base: Side, new: Side, alpha: float, min_delta: float | None) -> pd.DataFrame:
+    """One row per (benchmark, algorithm, seed or 'all', metric), with `gate` marking the verdict rows."""
+    rows = []
+    ok = [k for k, c in base.cells.items() if c.get("status") == "ok" and k in new.cells]
+    groups: dict[tuple, list[str]] = {}
+    for key in ok:
+        cell = base.cells[key]
+        groups.setdefault((cell["benchmark"], cell["algorithm"]), []).append(str(cell["seed"]))
+    for (bench, algo), seeds in groups.items():
+        b_all = base.episodes[(base.episodes["benchmark"] == bench) & (base.episodes["algorithm"] == algo)]
+        n_all = new.episodes[(new.episodes["benchmark"] == bench) & (new.episodes["algorithm"] == algo)]
+        head = headline_metric(b_all["metric"].unique())
+        failed = [s for s in seeds if new.cells[f"{bench}/{algo}/seed{s}"].get("status") != "ok"]
+        for s in failed:
+            rows.append({"benchmark": bench, "algorithm": algo, "seed": s, "metric": head or "", "verdict": "failed",
+                         "gate": True, "error": new.cells[f"{bench}/{algo}/seed{s}"].get("error", "")})
+        seeds = [s for s in seeds if s not in failed]
+        metrics = sorted(b_all["metric"].unique(), key=lambda m: (steps_of(m) is None, steps_of(m) or 0, m))
+        for metric in metrics:
+            pairs = {}
+            for s in seeds:
+                pick = lambda t: t[(t["seed"] == s) & (t["metric"] == metric)][["episode", "value"]]
+                pairs[s] = _paired(pick(b_all), pick(n_all), f"{bench}/{algo}/seed{s} {metric}")
+                rows.append({"benchmark": bench, "algorithm": algo, "seed": s, "metric": metric,
+                             "gate": metric == head and len(seeds) == 1 and not failed,
+                             **compare_values(metric, *pairs[s], alpha, min_delta)})
+            if len(seeds) > 1:
+                # across seeds: the per-episode mean over seeds, still paired episode by episode
+                mean_b = np.mean([pairs[s][0] for s in seeds], axis=0)
+                mean_n = np.mean([pairs[s][1] for s in seeds], axis=0)
+                rows.append({"benchmark": bench, "algorithm": algo, "seed": "all", "metric": metric,
+                             "gate": metric == head, **compare_values(metric, mean_b, mean_n, alpha, min_delta)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    def num(x, fmt):
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+    header = ("benchmark", "algorithm", "seed", "metric", "baseline", "new", "delta", "rel", "p", "verdict")
+    lines = [header]
+    for r in table.to_dict("records"):
+        verdict = r["verdict"]
+        if r["gate"]:
+            verdict = {"worse": "REGRESSION", "failed": "FAILED"}.get(verdict, verdict) + " *"
+        lines.append((r["benchmark"], r["algorithm"], str(r["seed"]), r["metric"], num(r.get("baseline"), ".4g"),
+                      num(r.get("new"), ".4g"), num(r.get("delta"), "+.3g"), num(r.get("rel"), "+.1%"),
+                      num(r.get("p"), ".2g"), verdict))
+    widths = [max(len(str(x)) for x in col) for col in zip(*lines)]
+    for line in lines:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+
+
+def command(args) -> int:
+    if not 0 < args.alpha < 1:
+        raise IncomparableError(f"--alpha {args.alpha}: expected a probability between 0 and 1, e.g. 0.05")
+    if args.min_delta is not None and args.min_delta < 0:
+        raise IncomparableError(f"--min-delta {args.min_delta}: expected a non-negative number in the metric's units")
+    base, new = load_side(args.baseline), load_side(args.new)
+    check_comparable(base, new)
+    table = compare_runs(base, new, args.alpha, args.min_delta)
+    if table.empty:
+        raise IncomparableError(f"no finished cells to compare in {args.baseline} and {args.new}")
+    _print_table(table)
+    gated = table[table["gate"]]
+    bad = gated[gated["verdict"].isin(["worse", "failed"])]
+    print(f"* = gated (headline metric). Paired t-test over frozen test episodes (log scale for errors/losses), alpha {args.alpha}, min-delta "
+          f"{args.min_delta if args.min_delta is not None else 'default (1 accuracy point; 5% relative for errors/losses)'}.")
+    for r in bad.to_dict("records"):
+        key = f"{r['benchmark']}/{r['algorithm']}/seed{r['seed']}"
+        if r["verdict"] == "failed":
+            print(f"metabench: regression: {key} failed in {args.new}: {r.get('error', '')}", file=sys.stderr)
+        else:
+            print(f"metabench: regression: {key} {r['metric']} {r['baseline']:.4g} -> {r['new']:.4g} "
+                  f"({r['delta']:+.3g}, {r['rel']:+.1%}, p={r['p']:.2g}; allowed {r['min_delta']:.3g})", file=sys.stderr)
+    print(f"metabench: compare: {len(gated)} gated comparison(s), {len(bad)} regression(s)", file=sys.stderr)
+    return EXIT_REGRESSION if len(bad) else EXIT_OK
+
