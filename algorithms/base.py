@@ -189,6 +189,16 @@ class Learner:
         override this to get every count from one adaptation run instead of len(steps) runs."""
         return {s: self.predict(episode, steps=s) for s in steps}
 
+    def extra_metrics(self, episode: Episode) -> dict[str, float]:
+        """Optional per-test-episode metrics besides accuracy (e.g. Siamese verification accuracy); each becomes
+        rows of episodes.csv and a summary line. Default: none."""
+        return {}
+
+    def diagnostics(self) -> dict[str, list[dict[str, Any]]]:
+        """Optional tables gathered during evaluation (e.g. Meta-LSTM gate values): name -> rows; the harness
+        writes each as <name>.csv in the run folder with benchmark, algorithm and seed columns in front."""
+        return {}
+
     # -- state ------------------------------------------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:
         """Named modules whose state makes up the learner (used by the default state_dict)."""

@@ -12,7 +12,7 @@ import torch
 from torch.func import grad, vmap
 
 from algorithms import nets, register
-from algorithms.base import Episode, EpisodeBatch, Learner
+from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
 from algorithms.functional import finetune_predictions, forward, map_tasks, parameters_of, task_loss
 
 
@@ -24,6 +24,7 @@ class MAMLHparams:
     test_inner_steps: int = 10      # steps at test when the benchmark does not ask for a step count
     meta_batch: int = 25            # tasks per meta-update
     meta_lr: float = 0.001          # β, Adam
+    train_query: int | None = None  # queries per class in training tasks (MAML's code: K); None: the benchmark's
     grad_clip: float | None = None  # clip meta-gradient values to [-c, c] (MAML code, Mini-ImageNet)
     backbone: str | None = None     # None: the benchmark's default network
     transductive_bn: bool = True    # batch norm on each batch's own statistics, at test too (MAML's code)
@@ -59,6 +60,9 @@ class MAML(Learner):
 
     def optimizers(self):
         return {"meta": self.optimizer}
+
+    def batch_request(self) -> BatchRequest:
+        return BatchRequest(kind="episodes", tasks=self.hparams.meta_batch, query=self.hparams.train_query)
 
     def _batching(self) -> str:
         choice = self.hparams.task_batching

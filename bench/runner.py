@@ -46,6 +46,7 @@ class CellResult:
     digest: str = ""
     tuned: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0
+    tables: dict[str, list[dict]] = field(default_factory=dict)  # learner diagnostics -> <name>.csv
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,43 +161,62 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
         save_checkpoint(ckpt, cell, learner, gens, total, curves, result.train_seconds)
 
 
-def evaluate(cell: Cell, learner: Learner, source, device, result: CellResult) -> None:
-    tic = time.perf_counter()
-    episodes = list(frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])) \
-        if source.kind == "regression" else frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])
+def evaluate_regression(cell: Cell, learner: Learner, source, device, result: CellResult) -> str:
+    """mse@S for S = 0..eval_steps on every frozen task, plus fitted curves of the first tasks for plots."""
+    episodes = list(frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"]))
+    base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
+    steps = list(range(int(cell.spec["eval_steps"]) + 1))
+    for i, episode in enumerate(episodes):
+        episode = episode.to(device)
+        predictions = learner.predict_steps(episode, steps)
+        for s in steps:
+            mse = float(((predictions[s] - episode.query_y) ** 2).mean())
+            result.episodes.append({**base, "episode": i, "metric": f"mse@{s}", "value": mse})
+    for i, episode in enumerate(episodes[:FIT_TASKS]):
+        curve = source.curve(episode).to(device)
+        predictions = learner.predict_steps(curve, list(FIT_STEPS))
+        x = curve.query_x.view(-1).tolist()
+        for s in FIT_STEPS:
+            for xi, yi in zip(x, predictions[s].view(-1).tolist()):
+                result.fits.append({**base, "task": i, "steps": s, "series": "prediction", "x": xi, "y": yi})
+        for xi, yi in zip(x, curve.query_y.view(-1).tolist()):
+            result.fits.append({**base, "task": i, "steps": -1, "series": "truth", "x": xi, "y": yi})
+        for xi, yi in zip(curve.support_x.view(-1).tolist(), curve.support_y.view(-1).tolist()):
+            result.fits.append({**base, "task": i, "steps": -1, "series": "support", "x": xi, "y": yi})
+    return digest(episodes)
+
+
+def evaluate_classification(cell: Cell, learner: Learner, source, device, result: CellResult) -> str:
+    """Query accuracy (%) on every frozen episode, plus whatever extra metrics the learner reports."""
     hasher = EpisodeDigest()
     base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
-    rows = result.episodes
-    if source.kind == "regression":
-        steps = list(range(int(cell.spec["eval_steps"]) + 1))
-        for i, episode in enumerate(episodes):
-            hasher.update(episode)
-            episode = episode.to(device)
-            predictions = learner.predict_steps(episode, steps)
-            for s in steps:
-                mse = float(((predictions[s] - episode.query_y) ** 2).mean())
-                rows.append({**base, "episode": i, "metric": f"mse@{s}", "value": mse})
-        for i, episode in enumerate(episodes[:FIT_TASKS]):
-            curve = source.curve(episode).to(device)
-            predictions = learner.predict_steps(curve, list(FIT_STEPS))
-            x = curve.query_x.view(-1).tolist()
-            for s in FIT_STEPS:
-                for xi, yi in zip(x, predictions[s].view(-1).tolist()):
-                    result.fits.append({**base, "task": i, "steps": s, "series": "prediction", "x": xi, "y": yi})
-            for xi, yi in zip(x, curve.query_y.view(-1).tolist()):
-                result.fits.append({**base, "task": i, "steps": -1, "series": "truth", "x": xi, "y": yi})
-            for xi, yi in zip(curve.support_x.view(-1).tolist(), curve.support_y.view(-1).tolist()):
-                result.fits.append({**base, "task": i, "steps": -1, "series": "support", "x": xi, "y": yi})
-    elif source.kind == "classification":
-        for i, episode in enumerate(episodes):
-            hasher.update(episode)
-            episode = episode.to(device)
-            logits = learner.predict(episode)
-            accuracy = 100.0 * float((logits.argmax(-1) == episode.query_y).float().mean())
-            rows.append({**base, "episode": i, "metric": "accuracy", "value": accuracy})
+    for i, episode in enumerate(frozen_episodes(source, cell.spec["eval_seed"], cell.budget["test_episodes"])):
+        hasher.update(episode)
+        episode = episode.to(device)
+        logits = learner.predict(episode)
+        accuracy = 100.0 * float((logits.argmax(-1) == episode.query_y).float().mean())
+        result.episodes.append({**base, "episode": i, "metric": "accuracy", "value": accuracy})
+        for metric, value in learner.extra_metrics(episode).items():
+            result.episodes.append({**base, "episode": i, "metric": metric, "value": float(value)})
+    return hasher.hexdigest()
+
+
+# Evaluation by benchmark kind; a task source with its own `evaluate(cell, learner, device, result) -> digest`
+# (e.g. the optimizer benchmarks, whose test "episodes" are optimisation runs) takes precedence.
+EVALUATORS = {"regression": evaluate_regression, "classification": evaluate_classification}
+
+
+def evaluate(cell: Cell, learner: Learner, source, device, result: CellResult) -> None:
+    tic = time.perf_counter()
+    if hasattr(source, "evaluate"):
+        result.digest = source.evaluate(cell, learner, device, result)
+    elif source.kind in EVALUATORS:
+        result.digest = EVALUATORS[source.kind](cell, learner, source, device, result)
     else:
-        raise NotImplementedError(f"evaluation of {source.kind!r} benchmarks")
-    result.digest = hasher.hexdigest()
+        raise NotImplementedError(f"no evaluation for {source.kind!r} benchmarks")
+    base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
+    for name, rows in learner.diagnostics().items():
+        result.tables.setdefault(name, []).extend({**base, **row} for row in rows)
     result.eval_seconds = time.perf_counter() - tic
 
 
@@ -217,7 +237,7 @@ def run_cell(cell: Cell, data_root: str | None = None, device: str = "cpu", chec
     except Exception as exc:  # the cell fails, the suite goes on; the reason is kept in summary.csv
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        result.episodes, result.fits = [], []
+        result.episodes, result.fits, result.tables = [], [], {}
         result.traceback = traceback.format_exc()  # type: ignore[attr-defined]
     return result
 
@@ -281,6 +301,8 @@ def write_results(run: RunDir, results: list[CellResult]) -> None:
     fits = [x for r in ok for x in r.fits]
     if fits:
         run.write_table("fits.csv", pd.DataFrame(fits, columns=FIT_COLUMNS))
+    for name in sorted({name for r in ok for name in r.tables}):
+        run.write_table(f"{name}.csv", pd.DataFrame([x for r in ok for x in r.tables.get(name, [])]))
     run.write_table("summary.csv", summary_table(results))
 
 

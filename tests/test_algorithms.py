@@ -7,16 +7,21 @@ import torch
 
 import algorithms
 from bench import runner
+from conftest import real_omniglot_available
 
-# one representative benchmark per kind; later kinds add theirs here
-KIND_BENCHMARK = {"regression": "sine-k5"}
+# one representative benchmark per kind; later kinds add theirs here (with the data they need)
+KIND_BENCHMARK = {"regression": "sine-k5", "classification": "omniglot-5w1s"}
+NEEDS_DATA = {"omniglot-5w1s": (real_omniglot_available, "the Omniglot images (set METABENCH_DATA)")}
 
 
 def cells_for_registry():
     for name in algorithms.names():
         for kind in algorithms.get(name).kinds:
             if kind in KIND_BENCHMARK:
-                yield pytest.param(name, KIND_BENCHMARK[kind], id=f"{name}-{KIND_BENCHMARK[kind]}")
+                bench_name = KIND_BENCHMARK[kind]
+                check, what = NEEDS_DATA.get(bench_name, (lambda: True, ""))
+                marks = [] if check() else [pytest.mark.skip(reason=f"needs {what}")]
+                yield pytest.param(name, bench_name, id=f"{name}-{bench_name}", marks=marks)
 
 
 @pytest.mark.parametrize("algorithm,bench_name", list(cells_for_registry()))
@@ -48,3 +53,6 @@ def test_state_dict_round_trip_resumes_bit_for_bit(config, algorithm, bench_name
         clone.meta_train_step(batch)
     episode = source.test_episode(0, cell.spec["eval_seed"])
     assert torch.equal(learner.predict(episode, steps=2), clone.predict(episode, steps=2))
+    for (name, a), b in zip(learner.state_dict()["modules"].items(), clone.state_dict()["modules"].values()):
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resuming"
