@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import signal
 import sys
 from pathlib import Path
 
@@ -36,8 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="datasets folder (default: $METABENCH_DATA, else ~/.cache/metabench/data)")
     run.add_argument("--out", type=Path, help="write the run's files into this folder (default results/runs/<run-id>)")
     run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    run.add_argument("--executor", default="local", choices=["local"])
-    run.add_argument("--jobs", type=int, default=1)
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local (default; --jobs N for a process pool) or ray")
+    run.add_argument("--address", help="with --executor ray: 'auto' or HOST:PORT of an existing Ray cluster "
+                                       "(default: start a local Ray instance)")
+    run.add_argument("--jobs", type=int, default=1, help="cells in parallel processes (local executor)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run: finished cells are kept, unfinished ones continue from "
+                          "their last checkpoint (the grid and config must be unchanged)")
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE first so the algorithms it registers are available")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -118,30 +125,68 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _invocation(args) -> dict:
+    """What `--resume` needs to rebuild the same grid."""
+    from bench import data
+
+    return {"suite": args.suite, "benchmarks": args.benchmark, "algorithms": args.algorithm, "seeds": args.seed,
+            "profile": args.profile, "sets": args.sets, "config": args.config, "device": args.device,
+            "plugins": args.plugin, "data_root": str(data.data_root(args.data_root).resolve())}
+
+
+def _resume_invocation(args) -> dict:
+    from bench.rundir import RunDir
+
+    manifest = RunDir(args.resume).read_manifest()
+    invocation = manifest.get("invocation")
+    if not invocation:
+        raise UserError(f"{args.resume}/manifest.json has no invocation record; it cannot be resumed")
+    return invocation
+
+
 def cmd_run(args) -> int:
     import algorithms
     from bench import plots, runner, stats
     from bench.config import Config
     from bench.executors import make_executor
 
-    algorithms.load_plugins(args.plugin)
-    config = Config.load(args.config, args.sets)
-    cells, profile, label = config.grid(args.suite, args.benchmark, args.algorithm, args.seed, args.profile)
-    out = args.out or runner.default_out(label)
+    invocation = _resume_invocation(args) if args.resume else _invocation(args)
+    algorithms.load_plugins(invocation["plugins"])
+    config = Config.load(invocation["config"], invocation["sets"])
+    cells, profile, label = config.grid(invocation["suite"], invocation["benchmarks"], invocation["algorithms"],
+                                        invocation["seeds"], invocation["profile"])
+    if args.resume:
+        from bench.rundir import RunDir
+
+        changed = runner.changed_cells(RunDir(args.resume).read_manifest(), cells)
+        if changed:
+            raise UserError(f"cannot resume {args.resume}: the configuration changed since it started: "
+                            f"{'; '.join(changed)}; restore it or start a new run with another --out")
+    out = args.resume or args.out or runner.default_out(label)
+    _check_data_root(cells, invocation["data_root"])
     print(f"metabench: {len(cells)} cell(s), profile {profile}, writing to {out}", file=sys.stderr)
-    results = runner.run_grid(config, cells, out, suite=label, profile=profile, data_root=args.data_root,
-                              device=args.device, executor=make_executor(args.executor, args.jobs),
-                              progress=not args.no_progress, sets=tuple(args.sets),
-                              on_result=lambda r: print(f"  {r.cell.key}: {r.status}"
-                                                        f"{' — ' + r.error if r.error else ''}"
-                                                        f" ({r.train_seconds:.0f}s train, {r.eval_seconds:.0f}s eval)",
-                                                        file=sys.stderr))
+    runner.STOP.clear()
+    previous_handler = signal.signal(signal.SIGINT, _first_interrupt)
+    try:
+        results = runner.run_grid(
+            config, cells, out, suite=label, profile=profile, data_root=invocation["data_root"],
+            device=invocation["device"], executor=make_executor(args.executor, args.jobs, args.address),
+            progress=not args.no_progress, sets=tuple(invocation["sets"]), invocation=invocation,
+            resume=bool(args.resume),
+            on_result=lambda r: print(f"  {r.cell.key}: {r.status}{' — ' + r.error if r.error else ''}"
+                                      f" ({r.train_seconds:.0f}s train, {r.eval_seconds:.0f}s eval)", file=sys.stderr))
+    except (runner.RunInterrupted, KeyboardInterrupt):
+        print(f"metabench: stopped; finished cells and checkpoints are in {out}; continue with "
+              f"`metabench run --resume {out}`", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     if not args.no_figures:
         plots.draw_available([out], out / "figures")
     summary = runner.summary_table(results)
     rows = stats.headline(summary) if len(summary) else summary
     shown = [(r.benchmark, r.algorithm, r.seed, r.metric, f"{r.mean:.4g}", f"{r.ci95:.3g}", r.n) for r in rows.itertuples()
-             if not str(r.metric).startswith("mse@") or str(r.metric) in ("mse@0", "mse@1", "mse@5", "mse@10")]
+             if not str(r.metric).startswith(("mse@", "loss@")) or str(r.metric) in ("mse@0", "mse@1", "mse@5", "mse@10")]
     if shown:
         _print_table(shown, ("benchmark", "algorithm", "seed", "metric", "mean", "ci95", "n"))
     failed = [r for r in results if r.status != "ok"]
@@ -149,6 +194,25 @@ def cmd_run(args) -> int:
         print(f"metabench: cell {r.cell.key} failed: {r.error}", file=sys.stderr)
     print(f"metabench: wrote {out}", file=sys.stderr)
     return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def _first_interrupt(signum, frame) -> None:
+    """First Ctrl-C: finish the current meta-iteration, checkpoint and stop; a second one stops at once."""
+    from bench import runner
+
+    print("\nmetabench: stopping after this meta-iteration (Ctrl-C again to stop at once)", file=sys.stderr)
+    runner.STOP.set()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _check_data_root(cells, root: str) -> None:
+    """Refuse before any training when cells need files and the data root does not exist at all."""
+    from bench import data
+
+    needing = sorted({c.spec["dataset"] for c in cells if c.spec["dataset"] in data.NEEDS_FILES})
+    if needing and not Path(root).is_dir():
+        raise UserError(f"data root {root} does not exist ({', '.join(needing)} need files there); pass "
+                        f"--data-root DIR or set METABENCH_DATA, or see `metabench data where`")
 
 
 def cmd_figures(args) -> int:

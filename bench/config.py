@@ -32,6 +32,8 @@ BUDGET_KEYS = {
     "log_every": "int",           # curve points: mean training loss every N iterations
     "checkpoint_every": "int",    # write a resumable checkpoint every N iterations (0: only at the end)
     "eval_batch": "int",          # frozen episodes stacked per evaluation batch
+    "cpus": "int",                # intra-op threads per cell (results can depend on it), and Ray's CPU request
+    "gpus": "int|float",          # Ray's GPU request per cell
 }
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
@@ -53,6 +55,11 @@ DATASET_FIELDS: dict[str, dict[str, str]] = {
     # rotations: extra classes made by rotating every character by these angles (degrees)
     "omniglot": {**CLASSIFICATION_FIELDS, "rotations": "list[int]"},
     "miniimagenet": {**CLASSIFICATION_FIELDS},
+    # learned-optimizer benchmarks: the optimizee MLP (hidden sizes, activation), minibatch size, steps per run,
+    # θ_0 std; train_problem: the same keys for the base problem optimizers are meta-trained on; test_images:
+    # the MNIST split ("test" or "train") the frozen test runs draw minibatches from
+    "mnist": {"hidden": "list[int]", "activation": "str", "batch_size": "int", "horizon": "int",
+              "init_std": "float", "train_problem": "dict", "test_images": "str"},
 }
 REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "backbone")
 
@@ -439,7 +446,8 @@ class Config:
 
     def budget(self, algorithm: str, benchmark: str, profile: str) -> dict[str, Any]:
         base = self.profiles[profile]
-        budget = {"validation_tasks": 100, "log_every": 50, "checkpoint_every": 0, "eval_batch": 50}
+        budget = {"validation_tasks": 100, "log_every": 50, "checkpoint_every": 0, "eval_batch": 50, "cpus": 2,
+                  "gpus": 0}
         budget.update({k: v for k, v in base.items() if k in BUDGET_KEYS})
         for rule in self._profile_rules(profile, benchmark, algorithm):
             budget.update({k: v for k, v in rule.items() if k in BUDGET_KEYS})

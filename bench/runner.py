@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import traceback
+from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,10 +27,32 @@ from bench import data as datasets
 from bench import stats
 from bench.config import Cell, Config
 from bench.episodes import EpisodeDigest, digest, named_generators
-from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, environment,
-                          git_commit, new_run_id, utc_now)
+from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, atomic_write_text,
+                          environment, git_commit, new_run_id, utc_now)
 
 STREAMS = ("init", "train_episodes", "validation", "algorithm")
+
+# Set by the first Ctrl-C (bench.cli): the training loop stops at the next iteration boundary, writes a
+# checkpoint and raises RunInterrupted, so `metabench run --resume` continues exactly where it stopped.
+STOP = threading.Event()
+
+
+class RunInterrupted(Exception):
+    """Training was stopped on request after a checkpoint was written; the cell is unfinished, not failed."""
+
+
+@contextmanager
+def cell_threads(count: int | None):
+    """Run a cell with a fixed number of intra-op threads: results can depend on the thread count, so every
+    executor gives a cell the same count (its budget's `cpus`), which also keeps parallel cells from
+    oversubscribing the cores."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 FIT_TASKS = 4              # test tasks whose full fitted curve is saved (regression fit figures)
 FIT_STEPS = (0, 1, 10)     # adaptation steps drawn in the fit figures (MAML paper Fig. 2)
 
@@ -47,6 +72,15 @@ class CellResult:
     tuned: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0
     tables: dict[str, list[dict]] = field(default_factory=dict)  # learner diagnostics -> <name>.csv
+    traceback: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the cell itself (which the manifest holds), for cells/<key>.json."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "cell"}
+
+    @classmethod
+    def from_json(cls, cell: Cell, data: dict[str, Any]) -> "CellResult":
+        return cls(cell=cell, **data)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -91,10 +125,12 @@ def checkpoint_path(checkpoint_dir: Path, cell: Cell) -> Path:
 
 
 def save_checkpoint(path: Path, cell: Cell, learner: Learner, gens, iteration: int, curves: list[dict],
-                    train_seconds: float) -> None:
+                    train_seconds: float, pending: dict[str, Any] | None = None) -> None:
+    """Everything a resumed cell needs to continue bit for bit: learner (modules, optimizers, its own
+    generators), the harness's RNG streams, the iteration, the curves and the not-yet-logged loss sums."""
     state = {"config_hash": cell.config_hash, "iteration": iteration, "learner": learner.state_dict(),
              "streams": {k: g.get_state() for k, g in gens.items()}, "curves": curves,
-             "train_seconds": train_seconds}
+             "train_seconds": train_seconds, "pending": pending or {"sums": {}, "count": 0}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -123,6 +159,8 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
     total, log_every = int(budget["meta_iters"]), max(1, int(budget["log_every"]))
     every = int(budget.get("checkpoint_every") or 0)
     start, curves, spent = 0, [], 0.0
+    sums: dict[str, float] = {}
+    count = 0
     ckpt = checkpoint_path(checkpoint_dir, cell) if checkpoint_dir else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
@@ -131,10 +169,15 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
             for name, g in gens.items():
                 g.set_state(state["streams"][name])
             start, curves, spent = int(state["iteration"]), list(state["curves"]), float(state["train_seconds"])
+            sums, count = dict(state["pending"]["sums"]), int(state["pending"]["count"])
             result.resumed_from = start
     tic = time.perf_counter()
-    sums: dict[str, float] = {}
-    count = 0
+
+    def checkpoint(iteration: int) -> None:
+        if ckpt is not None:
+            save_checkpoint(ckpt, cell, learner, gens, iteration, curves, spent + time.perf_counter() - tic,
+                            {"sums": sums, "count": count})
+
     bar = tqdm(total=total, initial=start, desc=cell.key, unit="it", disable=not progress, leave=False,
                mininterval=1.0, dynamic_ncols=True)
     for it in range(start, total):
@@ -150,15 +193,19 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
             bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
             sums, count = {}, 0
         bar.update(1)
-        if ckpt is not None and every and (it + 1) % every == 0 and it + 1 < total:
-            save_checkpoint(ckpt, cell, learner, gens, it + 1, curves, spent + time.perf_counter() - tic)
+        if STOP.is_set() and it + 1 < total:
+            checkpoint(it + 1)
+            bar.close()
+            raise RunInterrupted(f"stopped at meta-iteration {it + 1} of {total}")
+        if every and (it + 1) % every == 0 and it + 1 < total:
+            checkpoint(it + 1)
     bar.close()
     result.train_seconds = spent + time.perf_counter() - tic
     result.meta_iters = total
     result.curves = [{"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed, **row}
                      for row in curves]
     if ckpt is not None:
-        save_checkpoint(ckpt, cell, learner, gens, total, curves, result.train_seconds)
+        checkpoint(total)
 
 
 def evaluate_regression(cell: Cell, learner: Learner, source, device, result: CellResult) -> str:
@@ -225,21 +272,29 @@ def run_cell(cell: Cell, data_root: str | None = None, device: str = "cpu", chec
     """Train and evaluate one cell. Never raises for a failing cell: the error goes into the result."""
     result = CellResult(cell)
     try:
-        dev = torch.device(device)
-        source = task_source(cell.spec, data_root)
-        learner, gens = build_learner(cell, source, dev)
-        train(cell, learner, gens, source, dev, checkpoint_dir, progress, result)
-        result.tuned = learner.tune(source.sample_validation(int(cell.budget["validation_tasks"]),
-                                                             gens["validation"]).to(dev))
-        evaluate(cell, learner, source, dev, result)
-    except KeyboardInterrupt:
+        with cell_threads(cell.budget.get("cpus")):
+            _train_and_evaluate(cell, data_root, device, checkpoint_dir, progress, result)
+    except (KeyboardInterrupt, RunInterrupted):
         raise
     except Exception as exc:  # the cell fails, the suite goes on; the reason is kept in summary.csv
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         result.episodes, result.fits, result.tables = [], [], {}
-        result.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+        result.traceback = traceback.format_exc()
     return result
+
+
+def _train_and_evaluate(cell: Cell, data_root, device: str, checkpoint_dir, progress: bool,
+                        result: CellResult) -> None:
+    # Deterministic kernels where PyTorch has a choice (a warning, not an error, where it has none).
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    dev = torch.device(device)
+    source = task_source(cell.spec, data_root)
+    learner, gens = build_learner(cell, source, dev)
+    train(cell, learner, gens, source, dev, checkpoint_dir, progress, result)
+    result.tuned = learner.tune(source.sample_validation(int(cell.budget["validation_tasks"]),
+                                                         gens["validation"]).to(dev))
+    evaluate(cell, learner, source, dev, result)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,33 +375,91 @@ def manifest(cells: list[Cell], results: list[CellResult], meta: dict[str, Any])
     return {**meta, "cells": entries}
 
 
+def cell_file(run: RunDir, cell: Cell) -> Path:
+    return run.path / "cells" / f"{cell.benchmark}__{cell.algorithm}__seed{cell.seed}.json"
+
+
+def finished_results(run: RunDir, cells: list[Cell]) -> dict[str, CellResult]:
+    """Results of cells a previous run of this folder finished (ok or failed), keyed by cell key."""
+    done = {}
+    for cell in cells:
+        path = cell_file(run, cell)
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if data.pop("config_hash", None) == cell.config_hash:
+                done[cell.key] = CellResult.from_json(cell, data)
+    return done
+
+
+def changed_cells(previous: dict[str, Any], cells: list[Cell]) -> list[str]:
+    """For --resume: the cells whose resolved configuration differs from the manifest's, with the keys."""
+    before = {c["key"]: c for c in previous.get("cells", [])}
+    now = {c.key: c for c in cells}
+    problems = []
+    for key in sorted(set(before) | set(now)):
+        if key not in now:
+            problems.append(f"{key} (no longer in the grid)")
+        elif key not in before:
+            problems.append(f"{key} (not in the original grid)")
+        elif before[key]["config_hash"] != now[key].config_hash:
+            diff = _differing_keys(before[key]["config"], json.loads(json.dumps(now[key].resolved(), default=str)))
+            problems.append(f"{key} ({', '.join(diff) or 'configuration'})")
+    return problems
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differing_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [f"{prefix}: {a!r} -> {b!r}"]
+
+
 def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profile: str, data_root=None,
              device: str = "cpu", executor=None, progress: bool = True, sets: tuple[str, ...] = (),
-             on_result: Callable[[CellResult], None] | None = None) -> list[CellResult]:
-    """Run every cell through `executor` and keep the run folder current after each finished cell."""
+             on_result: Callable[[CellResult], None] | None = None, invocation: dict[str, Any] | None = None,
+             resume: bool = False) -> list[CellResult]:
+    """Run every cell through `executor` and keep the run folder current after each finished cell.
+
+    Each finished cell is also kept as cells/<key>.json, so `resume=True` skips finished cells (matched by
+    their config hash) and unfinished ones continue from their last checkpoint. The CSVs list cells in grid
+    order whatever order they finish in, so every executor writes the same files.
+    """
     from bench.executors import LocalExecutor
 
     executor = executor or LocalExecutor()
     run = RunDir(out).open_for_writing()
-    meta = {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
-            "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
-            "environment": environment(device), "data_root": str(datasets.data_root(data_root)),
-            "started": utc_now(), "finished": None}
-    results: list[CellResult] = []
     try:
-        run.write_manifest(manifest(cells, results, meta))
-        for result in executor.run(cells, data_root=data_root, device=device, checkpoint_dir=run.checkpoints,
+        previous = run.read_manifest() if resume else {}
+        results = finished_results(run, cells) if resume else {}
+        meta = {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
+                "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
+                "environment": environment(device), "data_root": str(datasets.data_root(data_root)),
+                "invocation": invocation or {}, "started": previous.get("started", utc_now()),
+                "resumed": previous.get("resumed", []) + ([utc_now()] if resume else []), "finished": None}
+        order = {c.key: i for i, c in enumerate(cells)}
+
+        def ordered() -> list[CellResult]:
+            return sorted(results.values(), key=lambda r: order[r.cell.key])
+
+        run.write_manifest(manifest(cells, ordered(), meta))
+        todo = [c for c in cells if c.key not in results]
+        for result in executor.run(todo, data_root=data_root, device=device, checkpoint_dir=run.checkpoints,
                                    progress=progress):
-            results.append(result)
-            write_results(run, results)
-            run.write_manifest(manifest(cells, results, meta))
+            results[result.cell.key] = result
+            atomic_write_text(cell_file(run, result.cell),
+                              json.dumps({"config_hash": result.cell.config_hash, **result.to_json()}) + "\n")
+            write_results(run, ordered())
+            run.write_manifest(manifest(cells, ordered(), meta))
             if on_result:
                 on_result(result)
+        write_results(run, ordered())
         meta["finished"] = utc_now()
-        run.write_manifest(manifest(cells, results, meta))
+        run.write_manifest(manifest(cells, ordered(), meta))
     finally:
         run.close()
-    return results
+    return ordered()
 
 
 def _grid_hash(cells: list[Cell]) -> str:

@@ -13,7 +13,9 @@ import torch
 # dataset name in benchmarks.yaml -> module under bench.data. Image datasets expose
 # `load_splits(spec, root, cache) -> dict[str, ImageSplit]` ("train", "val", "test") and share the episodic
 # sampler in bench.episodes; other datasets expose `open_source(spec, root, cache)` themselves.
-DATASETS = {"sine": "sine", "omniglot": "omniglot", "miniimagenet": "miniimagenet"}
+# Datasets read from the data root (sine is generated).
+NEEDS_FILES = {"omniglot", "miniimagenet", "mnist"}
+DATASETS = {"sine": "sine", "omniglot": "omniglot", "miniimagenet": "miniimagenet", "mnist": "mnist"}
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
