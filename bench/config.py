@@ -227,7 +227,8 @@ class Config:
     def load(cls, path: str | Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> "Config":
         path = Path(path) if path else DEFAULT_CONFIG
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; pass --config FILE or run from the repository")
+            raise ConfigError(f"{path}: config file not found; pass --config FILE, or install the checkout "
+                              f"editable (pip install -e .) so the repository's benchmarks.yaml is found")
         try:
             raw = safe_load(path.read_text())
         except yaml.YAMLError as exc:
