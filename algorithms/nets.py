@@ -219,3 +219,14 @@ def _conv4_maml_omniglot(input_shape, out_dim, transductive: bool = True):
 def _conv4_maml_mini(input_shape, out_dim, transductive: bool = True):
     """MAML's Mini-ImageNet network: 32 filters with max-pooling, flattened 5x5x32 features, linear head."""
     return Conv4(input_shape, out_dim, width=32, pool=True, transductive=transductive)
+
+
+@backbone("conv4-relation")
+def _conv4_relation(input_shape, out_dim, transductive: bool = False):
+    """Relation Network embedding (Sung et al. 2018): 4 blocks of 64 filters, max-pool in the first two only.
+
+    Returns the flattened 64 x H/4 x W/4 feature maps (64x7x7 on 28x28 Omniglot); the official code leaves the
+    first two convolutions unpadded (64x5x5 on 28x28, 64x19x19 on 84x84), ours pads all four like the other
+    Conv-4s, which keeps the relation module's two 2x2 poolings valid on 28x28 (7 -> 3 -> 1).
+    """
+    return Conv4(input_shape, out_dim, width=64, pool=True, transductive=transductive, pool_blocks=2)

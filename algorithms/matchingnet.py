@@ -1,0 +1,151 @@
+"""Matching Networks: attention over the labelled support set, optionally with full context embeddings (FCE).
+
+Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks for One Shot Learning", NeurIPS 2016.
+Eq. (1): ŷ = Σ_i a(x̂, x_i) y_i; Eq. (2): a = softmax over the support of the cosine similarity c(f(x̂), g(x_i)).
+Full context embeddings (Sec. 2.1.2, App. A): g(x_i, S) = h→_i + h←_i + g'(x_i) from a bidirectional LSTM over
+the support embeddings (App. A.2), and f(x̂, S) = attLSTM(f'(x̂), g(S), K) — K "processing" steps of an LSTM
+whose state is read out with attention over g(S) (App. A.1):
+    ĥ_k, c_k = LSTM(f'(x̂), [h_{k-1}, r_{k-1}], c_{k-1});  h_k = ĥ_k + f'(x̂);
+    r_{k-1} = Σ_i softmax_i(h_{k-1}ᵀ g(x_i)) g(x_i).
+f' = g' is one shared Conv-4. Without FCE the classifier is invariant to the order of the support set; the
+bidirectional LSTM makes g (and so the logits) depend on it.
+
+`scale` multiplies the cosine before the softmax (Vinyals: 1, i.e. none). With cosines in [-1, 1] the unscaled
+attention stays nearly uniform over the support set and training is slow (reproductions note the cosine
+version converges slowly); Chen et al.'s re-implementation uses 100. The logits are log ŷ (exact, by
+log-sum-exp over each class's attention scores) and training minimises their cross-entropy on the query set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from algorithms import nets, register
+from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+
+
+@dataclass
+class MatchingNetHparams:
+    lr: float = 0.001                  # Adam
+    lr_halve_every: int = 0            # episodes between halvings of the learning rate; 0: constant
+    meta_batch: int = 1                # episodes per optimiser step
+    train_ways: int | None = None      # ways of training episodes; None: the benchmark's
+    train_query: int | None = None     # queries per class in training episodes; None: the benchmark's
+    fce: bool = True                   # full context embeddings (bidirectional LSTM g, attention LSTM f)
+    fce_steps: int = 5                 # K processing steps of the attention LSTM
+    scale: float = 1.0                 # multiplier of the cosine similarities inside the softmax (paper: 1)
+    backbone: str | None = None
+
+
+class FullContextEmbedding(nn.Module):
+    """g: bidirectional LSTM over the support embeddings; f: attention LSTM per query (Vinyals App. A)."""
+
+    def __init__(self, dim: int, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.g_lstm = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
+        # input f'(x̂); the state is [h, r] (2·dim): the hidden part is h, the read-out r is concatenated
+        # to the input instead (the usual implementation of "LSTM(f'(x̂), [h, r], c)")
+        self.f_cell = nn.LSTMCell(2 * dim, dim)
+
+    def embed_support(self, zs: torch.Tensor) -> torch.Tensor:
+        """g(x_i, S) for support embeddings [T, n, d], in the order given."""
+        out, _ = self.g_lstm(zs)
+        d = zs.shape[-1]
+        return zs + out[..., :d] + out[..., d:]
+
+    def embed_query(self, zq: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """f(x̂, S) for query embeddings [T, Q, d] given g(S) [T, n, d]."""
+        t, q, d = zq.shape
+        h, c = zq, torch.zeros_like(zq)
+        for _ in range(self.steps):
+            attention = torch.softmax(h @ g.transpose(-1, -2), dim=-1)       # [T, Q, n]
+            r = attention @ g                                                # [T, Q, d]
+            h_new, c = self.f_cell(torch.cat([zq, r], -1).view(t * q, 2 * d), (h.reshape(t * q, d), c.reshape(t * q, d)))
+            h, c = h_new.view(t, q, d) + zq, c.view(t, q, d)
+        return h
+
+
+def matching_logits(zq: torch.Tensor, zs: torch.Tensor, support_y: torch.Tensor, ways: int, scale: float):
+    """log ŷ_k = log Σ_{i: y_i = k} softmax_i(scale · cos(zq, zs_i)) for [T, Q, d] / [T, n, d] → [T, Q, ways]."""
+    scores = scale * (F.normalize(zq, dim=-1) @ F.normalize(zs, dim=-1).transpose(-1, -2))   # [T, Q, n]
+    member = F.one_hot(support_y, ways).transpose(-1, -2).bool()                             # [T, ways, n]
+    per_class = scores.unsqueeze(-2).masked_fill(~member.unsqueeze(-3), float("-inf"))      # [T, Q, ways, n]
+    return per_class.logsumexp(-1) - scores.logsumexp(-1, keepdim=True)
+
+
+@register("matchingnet")
+class MatchingNet(Learner):
+    """Matching Networks (Vinyals et al. 2016), cosine attention, optional full context embeddings."""
+
+    kinds = ("classification",)
+    Hparams = MatchingNetHparams
+
+    def __init__(self, problem, hparams, device, generators):
+        super().__init__(problem, hparams, device, generators)
+        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
+        params = list(self.net.parameters())
+        self.fce = None
+        if hparams.fce:
+            self.fce = FullContextEmbedding(self.net.feature_dim, hparams.fce_steps).to(device)
+            nets.init_parameters(self.fce, generators["init"])
+            params += list(self.fce.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=hparams.lr)
+        self.schedule = (torch.optim.lr_scheduler.StepLR(self.optimizer, hparams.lr_halve_every, gamma=0.5)
+                         if hparams.lr_halve_every > 0 else None)
+
+    def modules(self):
+        return {"net": self.net, **({"fce": self.fce} if self.fce is not None else {})}
+
+    def optimizers(self):
+        return {"adam": self.optimizer}
+
+    def extra_state(self):
+        return {"schedule": self.schedule.state_dict()} if self.schedule is not None else {}
+
+    def load_extra_state(self, state):
+        if self.schedule is not None and "schedule" in state:
+            self.schedule.load_state_dict(state["schedule"])
+
+    def batch_request(self) -> BatchRequest:
+        h = self.hparams
+        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=h.train_ways, query=h.train_query)
+
+    def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
+        support, query = batch.support_x, batch.query_x
+        single = support.dim() == 4
+        if single:  # one episode: add the task dimension
+            support, query, support_y = support[None], query[None], batch.support_y[None]
+        else:
+            support_y = batch.support_y
+        t = support.shape[0]
+        z = self.net(torch.cat([support.flatten(0, 1), query.flatten(0, 1)]))  # one pass over both sets
+        n = support.shape[1]
+        zs = z[:t * n].view(t, n, -1)
+        zq = z[t * n:].view(t, query.shape[1], -1)
+        if self.fce is not None:
+            zs = self.fce.embed_support(zs)
+            zq = self.fce.embed_query(zq, zs)
+        logits = matching_logits(zq, zs, support_y, batch.ways, self.hparams.scale)
+        return logits[0] if single else logits
+
+    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        self.net.train()
+        logits = self._logits(batch)
+        loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            for _ in range(len(batch)):
+                self.schedule.step()
+        accuracy = (logits.argmax(-1) == batch.query_y).float().mean()
+        return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
+
+    @torch.no_grad()
+    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
+        self.net.eval()
+        return self._logits(episode)

@@ -1,0 +1,158 @@
+"""Relation Networks: a learned relation module scores (class, query) pairs of embedded feature maps.
+
+Sung, Yang, Zhang, Xiang, Torr & Hospedales, "Learning to Compare: Relation Network for Few-Shot Learning",
+CVPR 2018. Eq. (1): r_{i,j} = g_φ(C(f_φ(x_i), f_φ(x_j))) with C the channel concatenation of feature maps;
+K-shot (Sec. 3.2): the class feature map is the element-wise sum of its support embeddings; Eq. (2): trained by
+mean squared error of r against 1 for the matching class and 0 otherwise. Architecture (Fig. 2): embedding = 4
+blocks of 64 3x3 filters, batch norm, ReLU, 2x2 max-pool in the first two only (backbone `conv4-relation`);
+relation module = 2 such blocks with max-pool, then FC(8, ReLU) and FC(1, sigmoid).
+
+Speed: the relation module's first convolution is linear in its concatenated input, so
+conv([s_c, q]) = conv_s(s_c) + conv_q(q) with the weight split along input channels. We convolve every class
+map and every query map once (N + Q convolutions) and add them for all N·Q pairs, instead of convolving N·Q
+concatenations — the same numbers up to float rounding (tests/test_metric_family.py) for a fraction of the cost.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from algorithms import nets, register
+from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+
+
+@dataclass
+class RelationNetHparams:
+    lr: float = 0.001                     # Adam (paper)
+    lr_halve_every: int = 100000          # episodes between halvings (paper: StepLR 100,000, gamma 0.5)
+    meta_batch: int = 1                   # episodes per optimiser step (paper: 1)
+    train_ways: int | None = None         # ways of training episodes; None: the benchmark's
+    train_query: int | None = None        # queries per class in training episodes; None: the benchmark's
+    relation_hidden: int = 8              # the FC layer of the relation module (paper: 8)
+    backbone: str | None = "conv4-relation"
+
+
+class RelationModule(nn.Module):
+    """g_φ: conv block (on the concatenated pair) -> conv block -> FC(hidden, ReLU) -> FC(1, sigmoid)."""
+
+    def __init__(self, channels: int, size: int, hidden: int):
+        super().__init__()
+        # first block written out: its convolution is split over the two halves of the concatenation
+        self.conv1 = nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False)  # batch norm follows
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.block2 = nets.ConvBlock(channels, channels, pool=True)
+        out = (size // 2) // 2
+        if out < 1:
+            raise ValueError(f"relationnet: {size}x{size} feature maps are too small for two 2x2 poolings")
+        self.fc1 = nn.Linear(channels * out * out, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+        self.channels = channels
+
+    def forward(self, classes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Relation scores [Q, N] in (0, 1) of query maps [Q, c, s, s] to class maps [N, c, s, s]."""
+        c = self.channels
+        w = self.conv1.weight
+        # channels-last inputs give channels-last halves, so the broadcast sum over all pairs is written once in
+        # the layout that CPU batch norm and max-pool prefer
+        cl = torch.channels_last
+        a = F.conv2d(classes.contiguous(memory_format=cl), w[:, :c], padding=1)  # the support half of C(s, q)
+        b = F.conv2d(queries.contiguous(memory_format=cl), w[:, c:], padding=1)
+        x = (b.unsqueeze(1) + a.unsqueeze(0)).flatten(0, 1)  # [Q*N, c, s, s], pair (q, n) at q*N + n
+        x = x.contiguous(memory_format=cl)                  # a no-op when the sum kept the layout
+        x = F.relu(F.max_pool2d(self.norm1(x), 2))          # pool before ReLU: same result, less work
+        x = self.block2(x).flatten(1)
+        x = F.relu(self.fc1(x))
+        return torch.sigmoid(self.fc2(x)).view(len(queries), len(classes))
+
+    def reference(self, classes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """The textbook computation on explicit concatenations (for tests)."""
+        q, n = len(queries), len(classes)
+        pairs = torch.cat([classes.unsqueeze(0).expand(q, -1, -1, -1, -1),
+                           queries.unsqueeze(1).expand(-1, n, -1, -1, -1)], dim=2).flatten(0, 1)
+        x = F.max_pool2d(F.relu(self.norm1(self.conv1(pairs))), 2)
+        x = self.block2(x).flatten(1)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x)))).view(q, n)
+
+
+@register("relationnet")
+class RelationNet(Learner):
+    """Relation Network (Sung et al. 2018): learned metric on concatenated feature maps, MSE to one-hot."""
+
+    kinds = ("classification",)
+    Hparams = RelationNetHparams
+
+    def __init__(self, problem, hparams, device, generators):
+        super().__init__(problem, hparams, device, generators)
+        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
+        self.channels = self.net.blocks[-1].conv.out_channels
+        self.size = int(round(math.sqrt(self.net.feature_dim / self.channels)))
+        if self.channels * self.size * self.size != self.net.feature_dim:
+            raise ValueError(f"relationnet: backbone {hparams.backbone!r} must give square feature maps "
+                             f"(flattened C x S x S), got {self.net.feature_dim} features")
+        self.relation = RelationModule(self.channels, self.size, hparams.relation_hidden).to(device)
+        nets.init_parameters(self.relation, generators["init"])
+        self.optimizer = torch.optim.Adam([*self.net.parameters(), *self.relation.parameters()], lr=hparams.lr)
+        self.schedule = (torch.optim.lr_scheduler.StepLR(self.optimizer, hparams.lr_halve_every, gamma=0.5)
+                         if hparams.lr_halve_every > 0 else None)
+
+    def modules(self):
+        return {"net": self.net, "relation": self.relation}
+
+    def optimizers(self):
+        return {"adam": self.optimizer}
+
+    def extra_state(self):
+        return {"schedule": self.schedule.state_dict()} if self.schedule is not None else {}
+
+    def load_extra_state(self, state):
+        if self.schedule is not None and "schedule" in state:
+            self.schedule.load_state_dict(state["schedule"])
+
+    def batch_request(self) -> BatchRequest:
+        h = self.hparams
+        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=h.train_ways, query=h.train_query)
+
+    def _scores(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
+        """Relation scores [T, Q, ways] (or [Q, ways] for one episode)."""
+        support, query = batch.support_x, batch.query_x
+        single = support.dim() == 4
+        if single:
+            support, query, support_y = support[None], query[None], batch.support_y[None]
+        else:
+            support_y = batch.support_y
+        t, n, nq = support.shape[0], support.shape[1], query.shape[1]
+        shape = (self.channels, self.size, self.size)
+        z = self.net(torch.cat([support.flatten(0, 1), query.flatten(0, 1)])).view(-1, *shape)
+        zs, zq = z[:t * n].view(t, n, *shape), z[t * n:].view(t, nq, *shape)
+        scores = []
+        for i in range(t):
+            one_hot = F.one_hot(support_y[i], batch.ways).to(z.dtype)              # [n, ways]
+            classes = torch.einsum("nk,nchw->kchw", one_hot, zs[i])                 # K-shot: sum per class
+            scores.append(self.relation(classes, zq[i]))
+        scores = torch.stack(scores)
+        return scores[0] if single else scores
+
+    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        self.net.train()
+        self.relation.train()
+        scores = self._scores(batch)
+        target = F.one_hot(batch.query_y, batch.ways).to(scores.dtype)
+        loss = F.mse_loss(scores, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            for _ in range(len(batch)):
+                self.schedule.step()
+        accuracy = (scores.argmax(-1) == batch.query_y).float().mean()
+        return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
+
+    @torch.no_grad()
+    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
+        self.net.eval()
+        self.relation.eval()
+        return self._scores(episode)
