@@ -237,3 +237,110 @@ def hparam_fields(cls: type) -> dict[str, dataclasses.Field]:
     if not dataclasses.is_dataclass(cls.Hparams):
         return {}
     return {f.name: f for f in dataclasses.fields(cls.Hparams)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# optimizer benchmarks (learned optimizers, Andrychowicz et al. 2016): an "episode" is one optimisation run
+
+
+_ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+
+
+@dataclass
+class OptimizeeProblem:
+    """One optimisation run of an optimizer benchmark: a network's initial parameters and the minibatch of every
+    step. The loss at step t is the mean softmax cross-entropy of the MLP at parameters θ_t on minibatch t
+    (Andrychowicz et al. 2016, Sec. 3.2: the only sources of variation are θ_0 and the minibatch order).
+
+    params:  θ_0 as [W_1, b_1, ..., W_L, b_L] (W_l is [out, in]) of an MLP with `activation` between layers.
+    inputs, targets: the minibatches, [horizon + 1, B, features] and [horizon + 1, B]; or, when `index`
+             ([horizon + 1, B]) is given, a whole dataset [N, features] / [N] (shared, not copied: runs on the
+             CPU cost kilobytes) from which minibatch t is row index[t]. uint8 pixels are scaled to [0, 1] on use.
+    An optimizer uses `params`/`flat_params()`, `loss(θ, t)` and `horizon` only; `info` belongs to the harness
+    (e.g. the run's ids for the digest). Learners request these with BatchRequest(kind="optimizees").
+    """
+
+    params: list[torch.Tensor]
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    activation: str = "sigmoid"
+    info: dict[str, Any] = field(default_factory=dict)
+    index: torch.Tensor | None = None
+
+    @property
+    def horizon(self) -> int:
+        """Optimisation steps this problem has minibatches for (loss@0 .. loss@horizon)."""
+        return (self.index if self.index is not None else self.inputs).shape[0] - 1
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minibatch `step`: inputs as floats, targets."""
+        if self.index is not None:
+            x, y = self.inputs[self.index[step]], self.targets[self.index[step]]
+        else:
+            x, y = self.inputs[step], self.targets[step]
+        return (x.float().div(255.0) if x.dtype == torch.uint8 else x), y
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def param_names(self) -> list[str]:
+        """'W1', 'b1', 'W2', ... (for per-layer diagnostics)."""
+        return [f"{'W' if i % 2 == 0 else 'b'}{i // 2 + 1}" for i in range(len(self.params))]
+
+    def flat_params(self) -> torch.Tensor:
+        """θ_0 as one vector (coordinatewise optimizers work on it)."""
+        return torch.cat([p.reshape(-1) for p in self.params])
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a flat parameter vector in the shapes of `params` (differentiable)."""
+        out, start = [], 0
+        for p in self.params:
+            out.append(flat[start:start + p.numel()].view(p.shape))
+            start += p.numel()
+        return out
+
+    def loss(self, params: torch.Tensor | list[torch.Tensor], step: int) -> torch.Tensor:
+        """Mean cross-entropy on minibatch `step` at `params` (a flat vector or a list shaped like `params`)."""
+        if isinstance(params, torch.Tensor):
+            params = self.unflatten(params)
+        x, y = self.batch(step)
+        layers = len(params) // 2
+        act = _ACTIVATIONS[self.activation]
+        for i in range(layers):
+            x = torch.nn.functional.linear(x, params[2 * i], params[2 * i + 1])
+            if i < layers - 1:
+                x = act(x)
+        return torch.nn.functional.cross_entropy(x, y)
+
+    def to(self, device: torch.device | str) -> "OptimizeeProblem":
+        inputs, targets, index = self.inputs, self.targets, self.index
+        if index is not None and torch.device(device) != inputs.device:
+            # another device gets this run's minibatches, not the whole dataset
+            inputs, targets, index = inputs[index], targets[index], None
+        return dataclasses.replace(self, params=[p.to(device) for p in self.params],
+                                   inputs=inputs.to(device, non_blocking=True),
+                                   targets=targets.to(device, non_blocking=True), index=index)
+
+
+@dataclass
+class OptimizeeBatch:
+    """Several optimisation runs (the batched form of OptimizeeProblem, for meta-training and tuning).
+
+    base: for tuning, runs of the base problem that learned optimizers are meta-trained on (they choose among
+    their own snapshots on it, so that every transfer benchmark is scored with the optimizer the base problem
+    chose); None where `problems` already are the base problem.
+    """
+
+    problems: list[OptimizeeProblem]
+    base: list[OptimizeeProblem] | None = None
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def __iter__(self):
+        return iter(self.problems)
+
+    def to(self, device: torch.device | str) -> "OptimizeeBatch":
+        return OptimizeeBatch([p.to(device) for p in self.problems],
+                              None if self.base is None else [p.to(device) for p in self.base])

@@ -269,14 +269,18 @@ def l2l_mnist_curves(runs: list[RunDir], out: Path) -> list[Path]:
     if rows.empty:
         raise FigureDataError(needs)
     rows["step"] = rows["metric"].str.slice(5).astype(int)
-    benchmarks = list(dict.fromkeys(rows["benchmark"]))
+    # the paper's order: the training problem first, then the transfer tests
+    order = ["mnist-base", "mnist-200steps", "mnist-40units", "mnist-2layers", "mnist-relu"]
+    present = list(dict.fromkeys(rows["benchmark"]))
+    benchmarks = [b for b in order if b in present] + [b for b in present if b not in order]
     palette = dict(zip(sorted(rows["algorithm"].unique()), sns.color_palette("colorblind", rows["algorithm"].nunique())))
     fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.2 * len(benchmarks), 3.6), squeeze=False)
     for ax, bench in zip(axes[0], benchmarks):
         for algo, g in rows[rows["benchmark"] == bench].groupby("algorithm", sort=True):
             g = g.sort_values("step")
             ci = g["ci95"].fillna(0)
-            ax.plot(g["step"], g["mean"], label=algo, color=palette[algo])
+            ax.plot(g["step"], g["mean"], label=algo, color=palette[algo],
+                    ls="-" if "lstm" in algo else "--")  # learned solid, hand-designed dashed
             ax.fill_between(g["step"], (g["mean"] - ci).clip(lower=1e-12), g["mean"] + ci, alpha=0.2, color=palette[algo])
         ax.set_title(bench)
         ax.set_yscale("log")
@@ -305,17 +309,63 @@ def metalstm_gates(runs: list[RunDir], out: Path) -> list[Path]:
     # the paper draws one thin line per episode; 20 episodes keep the figure readable
     episodes = sorted(gates["episode"].unique())[:20]
     shown = gates[gates["episode"].isin(episodes)]
+    keys = [k for k in ("benchmark", "seed", "algorithm") if k in shown.columns]
+    series = list(dict.fromkeys(zip(*(shown[k] for k in keys)))) if keys else [()]
+    colours = dict(zip(series, sns.color_palette("colorblind", max(1, len(series)))))
     for i, name in enumerate(gate_names):
         for j, layer in enumerate(layers):
             ax = axes[i][j]
             part = shown[(shown["gate"] == name) & (shown["layer"] == layer)]
-            for (_, _), g in part.groupby(["algorithm", "episode"]):
-                ax.plot(g["step"], g["value"], lw=0.8, alpha=0.6)
+            for key, g in part.groupby(keys + ["episode"], sort=False):
+                ax.plot(g["step"], g["value"], lw=0.8, alpha=0.6, color=colours.get(tuple(key[:-1])),
+                        label="/".join(map(str, key[:-1])) if key[-1] == episodes[0] else None)
             ax.set_title(f"{name} gate, layer {layer}", fontsize=8)
             ax.set_ylim(0, 1.1)
             ax.grid(alpha=0.3)
-        axes[i][0].set_ylabel("gate value")
+        axes[i][0].set_ylabel("gate value (layer mean)")
     for ax in axes[-1]:
         ax.set_xlabel("update")
+    if len(series) > 1:
+        axes[0][-1].legend(frameon=False, fontsize=6)
     fig.tight_layout()
     return save(fig, out, "metalstm-gates")
+
+
+@figure("l2l-gated-gates", "gated LSTM optimizer: input gate (learned learning rate) and forget gate (learned decay) "
+                           "across steps, per parameter tensor, mean ± 95% CI over test runs")
+def l2l_gated_gates(runs: list[RunDir], out: Path) -> list[Path]:
+    needs = ("needs optimizer_gates.csv (columns benchmark, episode, layer, step, gate, value) from a "
+             "gated-lstm-optimizer run (metabench run --benchmark 'mnist-*' --algorithm gated-lstm-optimizer)")
+    gates = _concat(runs, "optimizer_gates.csv")
+    if gates.empty or not {"benchmark", "episode", "layer", "step", "gate", "value"} <= set(gates.columns):
+        raise FigureDataError(needs)
+    order = ["mnist-base", "mnist-200steps", "mnist-40units", "mnist-2layers", "mnist-relu"]
+    present = list(dict.fromkeys(gates["benchmark"]))
+    benchmarks = [b for b in order if b in present] + [b for b in present if b not in order]
+    gate_names = [g for g in ("input", "forget") if g in set(gates["gate"])]
+    layers = list(dict.fromkeys(gates["layer"]))
+    palette = dict(zip(layers, sns.color_palette("colorblind", len(layers))))
+    fig, axes = plt.subplots(len(gate_names), len(benchmarks), figsize=(3.6 * len(benchmarks), 2.8 * len(gate_names)),
+                             squeeze=False)
+    for i, name in enumerate(gate_names):
+        for j, bench in enumerate(benchmarks):
+            ax = axes[i][j]
+            part = gates[(gates["benchmark"] == bench) & (gates["gate"] == name)]
+            for layer in layers:
+                g = part[part["layer"] == layer].groupby("step")["value"]
+                if not len(g):
+                    continue
+                mean, ci = g.mean(), g.apply(stats.ci95_normal).fillna(0)
+                ax.plot(mean.index, mean.values, lw=1.2, color=palette[layer], label=str(layer))
+                ax.fill_between(mean.index, mean - ci, mean + ci, alpha=0.2, color=palette[layer])
+            ax.set_title(f"{bench}: {name} gate", fontsize=9)
+            ax.grid(alpha=0.3)
+            if name == "forget":
+                ax.set_ylabel("f_t (1 = no decay)")
+            else:
+                ax.set_ylabel("i_t (learned lr)")
+        axes[i][0].legend(frameon=False, fontsize=7, title="tensor", title_fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizee step")
+    fig.tight_layout()
+    return save(fig, out, "l2l-gated-gates")

@@ -1,0 +1,227 @@
+"""MNIST optimizer-transfer benchmarks (Andrychowicz et al. 2016, Sec. 3.2): the task is to *optimise* a small
+MLP on MNIST; an "episode" is one optimisation run of `horizon` steps from a random θ_0 on random minibatches.
+
+Files: the four official IDX files in torchvision's layout (`<root>/mnist/MNIST/raw` or `<root>/MNIST/raw`,
+uncompressed or .gz), read once per process into uint8 tensors (they are raw pixels already: nothing to decode
+or cache). `metabench data check mnist` verifies their md5s.
+
+Problems: MLP 784 → hidden (activation) → 10, softmax cross-entropy on minibatches of `batch_size`, θ_0 ~ N(0,
+init_std²) (the official code's initialiser, stddev 0.01). Optimizers are meta-trained on the benchmark's
+`train_problem` only (the paper's 1×20 sigmoid, 100 steps), on minibatches of the 60,000 training images.
+Baselines tune their learning rate on the benchmark's own problem (the paper tuned them per problem), also on
+training images. The frozen test runs draw their minibatches from `test_images` (default: the 10,000 test
+images, a held-out stream; "train" gives the paper's setting) and run i is a pure function of (the problem,
+eval seed, i), so every optimizer is scored on identical runs.
+
+Metrics per test run: loss@T for T = 0..horizon (loss of θ_T on minibatch T, the curve the paper plots),
+final_loss = loss@horizon, auc = mean of loss@0..loss@horizon.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from algorithms.base import BatchRequest, OptimizeeBatch, OptimizeeProblem, ProblemSpec
+from bench.data import DataError
+from bench.episodes import EpisodeDigest, frozen_generator
+
+PROBLEM_KEYS = {"hidden", "activation", "batch_size", "horizon", "init_std"}
+ACTIVATIONS = ("sigmoid", "relu", "tanh")
+SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000)}
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+
+_LOADED: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+_LOCK = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files
+
+
+def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int) -> tuple[bytes | None, str]:
+    """The payload of one IDX file (uncompressed preferred, else .gz), or None and what is wrong."""
+    for path, opener in ((raw / name, open), (raw / f"{name}.gz", gzip.open)):
+        if not path.is_file():
+            continue
+        try:
+            with opener(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            return None, f"{path} (unreadable: {exc})"
+        dims = 3 if magic == IMAGE_MAGIC else 1
+        header = 4 + 4 * dims
+        if len(data) < header or struct.unpack(">I", data[:4])[0] != magic:
+            return None, f"{path} (not an IDX file with magic number {magic})"
+        count = struct.unpack(">I", data[4:8])[0]
+        if count != items or len(data) != header + items * item_bytes:
+            return None, (f"{path} (truncated or wrong: header says {count} items, {len(data)} bytes; expected "
+                          f"{items} items, {header + items * item_bytes} bytes)")
+        return data[header:], ""
+    return None, f"{raw / name}[.gz] (missing)"
+
+
+def available(root: Path) -> bool:
+    """Whether the four IDX files (plain or .gz) are in one of the places load_mnist looks."""
+    from bench.datacheck import find_mnist
+
+    raw = find_mnist(Path(root))
+    names = [n for images, labels, _ in SPLIT_FILES.values() for n in (images, labels)]
+    return all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n in names)
+
+
+def load_mnist(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"train": (images uint8 [60000, 784], labels int64), "test": (... [10000, 784], ...)}, read once."""
+    from bench.datacheck import MNIST_URL, find_mnist, mnist_dirs
+
+    raw = find_mnist(Path(root))
+    key = str(raw.resolve()) if raw.exists() else str(raw)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        out, problems = {}, []
+        for split, (images_name, labels_name, items) in SPLIT_FILES.items():
+            images, why_i = _read_idx(raw, images_name, IMAGE_MAGIC, items, 28 * 28)
+            labels, why_l = _read_idx(raw, labels_name, LABEL_MAGIC, items, 1)
+            problems += [w for w in (why_i, why_l) if w]
+            if images is not None and labels is not None:
+                out[split] = (torch.frombuffer(bytearray(images), dtype=torch.uint8).view(items, 28 * 28),
+                              torch.frombuffer(bytearray(labels), dtype=torch.uint8).long())
+        if problems:
+            looked = " or ".join(str(d) for d in mnist_dirs(Path(root)))
+            raise DataError(f"mnist: {len(problems)} of 4 files missing or corrupt: {'; '.join(problems)} "
+                            f"(looked in {looked}). Fix: `metabench data prepare mnist --download` (torchvision's "
+                            f"md5-checked download from {MNIST_URL}), or copy the four official IDX files there; "
+                            f"`metabench data check mnist` verifies them")
+        _LOADED[key] = out
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# problems
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    """An optimizee family: MLP 784 → hidden → 10 with `activation`, minibatches of `batch_size`, `horizon` steps."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    batch_size: int
+    horizon: int
+    init_std: float
+
+    @classmethod
+    def from_spec(cls, values: dict[str, Any], defaults: dict[str, Any], where: str) -> "ProblemConfig":
+        unknown = set(values) - PROBLEM_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                             f"{', '.join(sorted(PROBLEM_KEYS))}")
+        merged = {"init_std": defaults.get("init_std", 0.01), **values}
+        missing = sorted(PROBLEM_KEYS - set(merged))
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        if merged["activation"] not in ACTIVATIONS:
+            raise ValueError(f"{where}.activation: {merged['activation']!r} is not one of {', '.join(ACTIVATIONS)}")
+        hidden = tuple(int(h) for h in merged["hidden"])
+        if not hidden or min(hidden) < 1 or int(merged["batch_size"]) < 1 or int(merged["horizon"]) < 1:
+            raise ValueError(f"{where}: hidden sizes, batch_size and horizon must be positive")
+        return cls(hidden, str(merged["activation"]), int(merged["batch_size"]), int(merged["horizon"]),
+                   float(merged["init_std"]))
+
+    def key(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "activation": self.activation, "batch_size": self.batch_size,
+                "horizon": self.horizon, "init_std": self.init_std}
+
+
+class MnistOptimizees:
+    """Task source of an MNIST optimizer benchmark: training optimizees, validation optimizees, frozen test runs."""
+
+    kind = "optimizer"
+
+    def __init__(self, spec: dict[str, Any], data: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+        name = spec.get("name", "mnist")
+        self.spec = spec
+        self.data = data
+        self.test_problem = ProblemConfig.from_spec({k: spec[k] for k in PROBLEM_KEYS if k in spec}, spec, name)
+        train = spec.get("train_problem")
+        self.train_problem = (ProblemConfig.from_spec(dict(train), spec, f"{name}.train_problem") if train
+                              else self.test_problem)
+        self.test_images = str(spec.get("test_images", "test"))
+        if self.test_images not in SPLIT_FILES:
+            raise ValueError(f"{name}.test_images: {self.test_images!r} is not 'train' or 'test'")
+        # what determines the frozen test runs (not the benchmark's name or how many runs are evaluated)
+        self.sampling_key = {"dataset": "mnist", "images": self.test_images, **self.test_problem.key()}
+
+    def problem(self) -> ProblemSpec:
+        return ProblemSpec(kind="optimizer", input_shape=(28 * 28,), ways=10, shots=0, output_dim=10,
+                           backbone=self.spec["backbone"], loss="cross_entropy")
+
+    def _draw(self, cfg: ProblemConfig, split: str, generator: torch.Generator) -> OptimizeeProblem:
+        """θ_0 ~ N(0, init_std²) layer by layer, then horizon + 1 minibatches of random training indices."""
+        dims = [28 * 28, *cfg.hidden, 10]
+        params = []
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            params.append(torch.randn(fan_out, fan_in, generator=generator) * cfg.init_std)
+            params.append(torch.randn(fan_out, generator=generator) * cfg.init_std)
+        images, labels = self.data[split]
+        index = torch.randint(images.shape[0], (cfg.horizon + 1, cfg.batch_size), generator=generator)
+        return OptimizeeProblem(params, images, labels, cfg.activation, index=index)
+
+    def _batch(self, cfg: ProblemConfig, tasks: int, generator: torch.Generator) -> OptimizeeBatch:
+        return OptimizeeBatch([self._draw(cfg, "train", generator) for _ in range(tasks)])
+
+    def sample_train(self, request: BatchRequest, generator: torch.Generator) -> OptimizeeBatch:
+        """Meta-training optimizees: always the base problem (`train_problem`), on training images."""
+        if request.kind not in ("optimizees", "episodes"):
+            raise ValueError(f"optimizer benchmarks provide optimizees, not {request.kind!r} batches")
+        return self._batch(self.train_problem, request.tasks, generator)
+
+    def sample_validation(self, tasks: int, generator: torch.Generator) -> OptimizeeBatch:
+        """Tuning optimizees on training images: the benchmark's own problem (hand-designed optimizers tune their
+        learning rate on it, per problem as in the paper) and, for a transfer benchmark, as many runs of the base
+        problem (learned optimizers pick their snapshot there: they never see the transfer problem)."""
+        # the base runs first: with the same validation stream they are the same runs on every benchmark, so the
+        # snapshot a learned optimizer keeps is the same for all five (as its meta-training is)
+        base = self._batch(self.train_problem, tasks, generator)
+        if self.train_problem == self.test_problem:
+            return base
+        return OptimizeeBatch(self._batch(self.test_problem, tasks, generator).problems, base.problems)
+
+    def test_episode(self, index: int, eval_seed: int) -> OptimizeeProblem:
+        """Frozen test run `index`: θ_0 and the minibatch order depend only on (problem, eval seed, index)."""
+        run = self._draw(self.test_problem, self.test_images,
+                         frozen_generator(self.sampling_key, eval_seed, index))
+        run.info["ids"] = torch.cat([run.index.reshape(-1).double(), run.flat_params().double()])
+        run.info["run"] = index
+        return run
+
+    def evaluate(self, cell, learner, device, result) -> str:
+        """Run the learner's `optimize` on every frozen test run; loss@T, final_loss and auc per run."""
+        hasher = EpisodeDigest()
+        base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
+        for i in range(int(cell.budget["test_episodes"])):
+            run = self.test_episode(i, cell.spec["eval_seed"])
+            hasher.update(run)
+            curve = learner.optimize(run.to(device), run.horizon)
+            curve = torch.as_tensor(curve).detach().double().cpu().reshape(-1)
+            if curve.numel() != run.horizon + 1:
+                raise ValueError(f"{cell.algorithm}.optimize returned {curve.numel()} losses for a "
+                                 f"{run.horizon}-step run; expected loss@0..loss@{run.horizon}")
+            values = curve.tolist()
+            for step, value in enumerate(values):
+                result.episodes.append({**base, "episode": i, "metric": f"loss@{step}", "value": value})
+            result.episodes.append({**base, "episode": i, "metric": "final_loss", "value": values[-1]})
+            auc = sum(values) / len(values)  # a diverged run (inf/nan) shows in the mean instead of hiding
+            result.episodes.append({**base, "episode": i, "metric": "auc", "value": auc})
+        return hasher.hexdigest()
+
+
+def open_source(spec: dict[str, Any], data_root: Path, cache_dir: Path | None = None) -> MnistOptimizees:
+    return MnistOptimizees(spec, load_mnist(Path(data_root)))
