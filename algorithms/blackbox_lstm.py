@@ -1,0 +1,63 @@
+"""A plain LSTM that reads the support set (embedding ++ one-hot label) and then a query, and predicts its label.
+
+The black-box baseline of the meta-learning lecture ("training and test set as one RNN input") and the LSTM
+row of Santoro et al., "Meta-Learning with Memory-Augmented Neural Networks", ICML 2016, Table 1 (with
+`protocol: stream`). It is known not to train well: its only memory is a fixed-size hidden state, which must
+hold every support example it may be asked about.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from algorithms import register
+from algorithms.sequences import SequenceHparams, SequenceLearner
+
+
+@dataclass
+class BlackboxLSTMHparams(SequenceHparams):
+    hidden: int = 256                  # LSTM units per layer
+    layers: int = 1
+
+
+class LSTMReader(nn.Module):
+    """An LSTM over the support steps, then one more step per query from the state after the support."""
+
+    def __init__(self, in_dim: int, ways: int, hidden: int, layers: int):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, ways)
+
+    def forward(self, support: torch.Tensor, query: torch.Tensor,
+                positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        tasks, n = support.shape[:2]
+        q = query.shape[1]
+        if positions is None:                       # every query right after the support: one fused LSTM call
+            out, (h, c) = self.lstm(support)
+            h, c = h.repeat_interleave(q, dim=1), c.repeat_interleave(q, dim=1)
+        else:                                       # query i after the first positions[i] support steps
+            states, state = [(support.new_zeros(self.lstm.num_layers, tasks, self.lstm.hidden_size),) * 2], None
+            outs = []
+            for t in range(n):
+                o, state = self.lstm(support[:, t:t + 1], state)
+                outs.append(o)
+                states.append(state)
+            out = torch.cat(outs, dim=1)
+            h = torch.stack([states[p][0] for p in positions.tolist()], dim=2).flatten(1, 2)
+            c = torch.stack([states[p][1] for p in positions.tolist()], dim=2).flatten(1, 2)
+        query_out = query.new_zeros(tasks * q, 1, self.lstm.hidden_size)
+        if q:                                       # one branch per query
+            query_out, _ = self.lstm(query.reshape(tasks * q, 1, -1), (h.contiguous(), c.contiguous()))
+        return self.head(out), self.head(query_out.reshape(tasks, q, self.lstm.hidden_size))
+
+
+@register("blackbox-lstm")
+class BlackboxLSTM(SequenceLearner):
+    """A plain LSTM over the episode as a sequence, on a Conv-4 embedding trained end to end."""
+
+    Hparams = BlackboxLSTMHparams
+
+    def build_model(self, in_dim: int, ways: int) -> nn.Module:
+        return LSTMReader(in_dim, ways, self.hparams.hidden, self.hparams.layers)
