@@ -88,3 +88,15 @@ from algorithms import maml  # noqa: E402,F401
 from algorithms import fomaml  # noqa: E402,F401
 from algorithms import reptile  # noqa: E402,F401
 from algorithms import protonet  # noqa: E402,F401
+from algorithms import siamese  # noqa: E402,F401
+from algorithms import matchingnet  # noqa: E402,F401
+from algorithms import relationnet  # noqa: E402,F401
+from algorithms import hallucination  # noqa: E402,F401
+from algorithms import baselinepp  # noqa: E402,F401
+from algorithms import blackbox_lstm  # noqa: E402,F401
+from algorithms import mann  # noqa: E402,F401
+from algorithms import snail  # noqa: E402,F401
+from algorithms import lstm_optimizer  # noqa: E402,F401
+from algorithms import gated_lstm_optimizer  # noqa: E402,F401
+from algorithms import hand_optimizers  # noqa: E402,F401  (sgd, rmsprop, adam, nag)
+from algorithms import meta_lstm  # noqa: E402,F401
