@@ -12,6 +12,8 @@ os.environ.setdefault("METABENCH_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp
 # with the reason otherwise.
 if SHARED_DATA.is_dir():
     os.environ.setdefault("METABENCH_DATA", str(SHARED_DATA))
+# where tests look for the real datasets: $METABENCH_DATA when set (CI), else the shared folder beside the checkout
+REAL_DATA = Path(os.environ.get("METABENCH_DATA", str(SHARED_DATA)))
 
 
 def real_omniglot_available() -> bool:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from bench.data import DataError, cache_dir, omniglot
-from conftest import SHARED_DATA
+from conftest import REAL_DATA
 from datafixtures import make_omniglot, write_omniglot_manifest, write_omniglot_split
 
-REAL = SHARED_DATA / "omniglot" / "omniglot-py"
+REAL = REAL_DATA / "omniglot" / "omniglot-py"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real Omniglot not found at {REAL}")
 ROT4 = [0, 90, 180, 270]
 
@@ -225,7 +225,7 @@ def test_maml_random_split_is_seeded_and_complete():
 def real_vinyals():
     start = time.perf_counter()
     splits = omniglot.load_splits({"dataset": "omniglot", "split": "vinyals", "image_size": 28, "rotations": ROT4},
-                                  SHARED_DATA, cache_dir())
+                                  REAL_DATA, cache_dir())
     return splits, time.perf_counter() - start
 
 
@@ -244,6 +244,6 @@ def test_real_vinyals_split_counts_with_rotations(real_vinyals):
 @needs_real
 def test_real_cached_load_is_fast_and_other_splits_reuse_it(real_vinyals):
     start = time.perf_counter()
-    splits = omniglot.load_splits({"split": "maml-random", "rotations": ROT4}, SHARED_DATA, cache_dir())
+    splits = omniglot.load_splits({"split": "maml-random", "rotations": ROT4}, REAL_DATA, cache_dir())
     assert time.perf_counter() - start < 10, "a cached load must not decode the PNGs again"
     assert {k: s.num_classes for k, s in splits.items()} == {"train": 4400, "val": 400, "test": 1692}

@@ -8,11 +8,11 @@ import pytest
 
 from bench.cli import main
 from bench.data import omniglot
-from conftest import SHARED_DATA
+from conftest import REAL_DATA
 from datafixtures import make_omniglot, write_omniglot_manifest, write_omniglot_split
 
-REAL_OMNIGLOT = SHARED_DATA / "omniglot" / "omniglot-py"
-REAL_MNIST = SHARED_DATA / "mnist" / "MNIST" / "raw"
+REAL_OMNIGLOT = REAL_DATA / "omniglot" / "omniglot-py"
+REAL_MNIST = REAL_DATA / "mnist" / "MNIST" / "raw"
 
 
 def run(capsys, *argv):
@@ -39,7 +39,7 @@ def tiny_omniglot(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not REAL_OMNIGLOT.is_dir(), reason=f"real Omniglot not found at {REAL_OMNIGLOT}")
 def test_check_real_omniglot_reports_counts_checksums_and_splits(capsys):
-    code, out, _ = run(capsys, "check", "omniglot", "--data-root", str(SHARED_DATA))
+    code, out, _ = run(capsys, "check", "omniglot", "--data-root", str(REAL_DATA))
     assert code == 0, out
     assert "total: 50 alphabets, 1623 characters, 32460 images" in out
     assert "pixel checksums: 32460 of 32460 images match" in out
@@ -115,14 +115,14 @@ def test_prepare_download_fetches_the_zips_then_fills_the_cache(tiny_omniglot, t
 def test_prepare_real_omniglot_uses_the_shared_test_cache(capsys):
     # the tests' cache folder (conftest) already holds the 28px tensor once test_data_omniglot ran; if not,
     # this decodes it (the first-load cost, ~15 s on two cores)
-    code, out, _ = run(capsys, "prepare", "omniglot", "--data-root", str(SHARED_DATA))
+    code, out, _ = run(capsys, "prepare", "omniglot", "--data-root", str(REAL_DATA))
     assert code == 0, out
     assert "28px: uint8 [1623, 20, 1, 28, 28]" in out
 
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason=f"real MNIST not found at {REAL_MNIST}")
 def test_check_real_mnist(capsys):
-    code, out, _ = run(capsys, "check", "mnist", "--data-root", str(SHARED_DATA))
+    code, out, _ = run(capsys, "check", "mnist", "--data-root", str(REAL_DATA))
     assert code == 0, out
     assert ("train-images-idx3-ubyte: 60000 items; train-images-idx3-ubyte.gz md5 ok, "
             "train-images-idx3-ubyte md5 ok") in out
