@@ -232,6 +232,48 @@ class Learner:
         self.load_extra_state(state.get("extra", {}))
 
 
+class AdamEpisodicLearner(Learner):
+    """A learner trained end to end by one Adam optimiser with a step-halving learning rate, on episodes whose
+    ways, shots and queries its hyper-parameters may override (the metric family and the sequence learners).
+
+    Hparams used: lr, lr_halve_every (episodes between halvings; 0: constant), meta_batch, and optionally
+    train_ways, train_shots, train_query (None: the benchmark's). Subclasses call `setup_adam(parameters)` once
+    their modules exist and `adam_step(loss, episodes)` in meta_train_step."""
+
+    def setup_adam(self, parameters) -> None:
+        h = self.hparams
+        self.optimizer = torch.optim.Adam(list(parameters), lr=h.lr)
+        # with lr_halve_every = 0 the schedule still exists (gamma 1) so checkpoints have one shape
+        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, h.lr_halve_every),
+                                                        gamma=0.5 if h.lr_halve_every > 0 else 1.0)
+
+    def adam_step(self, loss: torch.Tensor, episodes: int = 1, clip_norm: float = 0.0) -> None:
+        """One optimiser step on `loss`; the schedule advances by `episodes` (the papers count episodes, not
+        optimiser steps); clip_norm > 0 clips the global gradient norm first."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip_norm)
+        self.optimizer.step()
+        for _ in range(episodes):
+            self.schedule.step()
+
+    def optimizers(self):
+        return {"adam": self.optimizer}
+
+    def extra_state(self):
+        return {"schedule": self.schedule.state_dict()}
+
+    def load_extra_state(self, state):
+        if "schedule" in state:
+            self.schedule.load_state_dict(state["schedule"])
+
+    def batch_request(self) -> BatchRequest:
+        h = self.hparams
+        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=getattr(h, "train_ways", None),
+                            shots=getattr(h, "train_shots", None), query=getattr(h, "train_query", None))
+
+
 def hparam_fields(cls: type) -> dict[str, dataclasses.Field]:
     """The hyper-parameter fields of a Learner class (empty when it declares none)."""
     if not dataclasses.is_dataclass(cls.Hparams):

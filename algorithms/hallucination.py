@@ -67,9 +67,7 @@ class Hallucination(ProtoNet):
                                       hparams.residual).to(device)
         nets.init_parameters(self.hallucinator, generators["init"])
         # one optimiser over both; with n_hallucinated = 0 the generator gets no gradients and Adam skips it
-        self.optimizer = torch.optim.Adam([*self.net.parameters(), *self.hallucinator.parameters()], lr=hparams.lr)
-        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, hparams.lr_halve_every),
-                                                        gamma=0.5)
+        self.setup_adam([*self.net.parameters(), *self.hallucinator.parameters()])
         self.test_seed = int(torch.randint(2 ** 62, (1,), generator=generators["algorithm"]))
 
     def modules(self):

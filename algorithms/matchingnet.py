@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from algorithms import nets, register
-from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 
 @dataclass
@@ -78,7 +78,7 @@ def matching_logits(zq: torch.Tensor, zs: torch.Tensor, support_y: torch.Tensor,
 
 
 @register("matchingnet")
-class MatchingNet(Learner):
+class MatchingNet(AdamEpisodicLearner):
     """Matching Networks (Vinyals et al. 2016), cosine attention, optional full context embeddings."""
 
     kinds = ("classification",)
@@ -93,26 +93,10 @@ class MatchingNet(Learner):
             self.fce = FullContextEmbedding(self.net.feature_dim, hparams.fce_steps).to(device)
             nets.init_parameters(self.fce, generators["init"])
             params += list(self.fce.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=hparams.lr)
-        self.schedule = (torch.optim.lr_scheduler.StepLR(self.optimizer, hparams.lr_halve_every, gamma=0.5)
-                         if hparams.lr_halve_every > 0 else None)
+        self.setup_adam(params)
 
     def modules(self):
         return {"net": self.net, **({"fce": self.fce} if self.fce is not None else {})}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def extra_state(self):
-        return {"schedule": self.schedule.state_dict()} if self.schedule is not None else {}
-
-    def load_extra_state(self, state):
-        if self.schedule is not None and "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
-
-    def batch_request(self) -> BatchRequest:
-        h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=h.train_ways, query=h.train_query)
 
     def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
         support, query = batch.support_x, batch.query_x
@@ -136,12 +120,7 @@ class MatchingNet(Learner):
         self.net.train()
         logits = self._logits(batch)
         loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.schedule is not None:
-            for _ in range(len(batch)):
-                self.schedule.step()
+        self.adam_step(loss, episodes=len(batch))
         accuracy = (logits.argmax(-1) == batch.query_y).float().mean()
         return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
 

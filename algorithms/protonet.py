@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from algorithms import nets, register
-from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 
 @dataclass
@@ -42,7 +42,7 @@ def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torc
 
 
 @register("protonet")
-class ProtoNet(Learner):
+class ProtoNet(AdamEpisodicLearner):
     """Prototypical Networks (Snell et al. 2017) on a Conv-4 embedding."""
 
     kinds = ("classification",)
@@ -51,26 +51,10 @@ class ProtoNet(Learner):
     def __init__(self, problem, hparams, device, generators):
         super().__init__(problem, hparams, device, generators)
         self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hparams.lr)
-        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, hparams.lr_halve_every),
-                                                        gamma=0.5)
+        self.setup_adam(self.net.parameters())
 
     def modules(self):
         return {"net": self.net}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def extra_state(self):
-        return {"schedule": self.schedule.state_dict()}
-
-    def load_extra_state(self, state):
-        if "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
-
-    def batch_request(self) -> BatchRequest:
-        h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=h.train_ways, query=h.train_query)
 
     def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
         support, query = batch.support_x, batch.query_x
@@ -85,12 +69,7 @@ class ProtoNet(Learner):
         self.net.train()
         logits = self._logits(batch)
         loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        # the paper's schedule counts episodes, not optimiser steps
-        for _ in range(len(batch)):
-            self.schedule.step()
+        self.adam_step(loss, episodes=len(batch))
         accuracy = (logits.argmax(-1) == batch.query_y).float().mean()
         return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from algorithms import nets, register
-from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 
 @dataclass
@@ -79,7 +79,7 @@ class RelationModule(nn.Module):
 
 
 @register("relationnet")
-class RelationNet(Learner):
+class RelationNet(AdamEpisodicLearner):
     """Relation Network (Sung et al. 2018): learned metric on concatenated feature maps, MSE to one-hot."""
 
     kinds = ("classification",)
@@ -95,26 +95,10 @@ class RelationNet(Learner):
                              f"(flattened C x S x S), got {self.net.feature_dim} features")
         self.relation = RelationModule(self.channels, self.size, hparams.relation_hidden).to(device)
         nets.init_parameters(self.relation, generators["init"])
-        self.optimizer = torch.optim.Adam([*self.net.parameters(), *self.relation.parameters()], lr=hparams.lr)
-        self.schedule = (torch.optim.lr_scheduler.StepLR(self.optimizer, hparams.lr_halve_every, gamma=0.5)
-                         if hparams.lr_halve_every > 0 else None)
+        self.setup_adam([*self.net.parameters(), *self.relation.parameters()])
 
     def modules(self):
         return {"net": self.net, "relation": self.relation}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def extra_state(self):
-        return {"schedule": self.schedule.state_dict()} if self.schedule is not None else {}
-
-    def load_extra_state(self, state):
-        if self.schedule is not None and "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
-
-    def batch_request(self) -> BatchRequest:
-        h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=h.train_ways, query=h.train_query)
 
     def _scores(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
         """Relation scores [T, Q, ways] (or [Q, ways] for one episode)."""
@@ -142,12 +126,7 @@ class RelationNet(Learner):
         scores = self._scores(batch)
         target = F.one_hot(batch.query_y, batch.ways).to(scores.dtype)
         loss = F.mse_loss(scores, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.schedule is not None:
-            for _ in range(len(batch)):
-                self.schedule.step()
+        self.adam_step(loss, episodes=len(batch))
         accuracy = (scores.argmax(-1) == batch.query_y).float().mean()
         return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from algorithms import nets
-from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 INSTANCES = (1, 2, 5, 10)          # the presentations MANN's Table 1 reports (it also has 3 and 4)
 INSTANCES_PER_CLASS = max(INSTANCES)
@@ -183,7 +183,7 @@ class SequenceHparams:
     pixel_size: int = 0                # backbone "pixels": resize to this square size first (0: keep)
 
 
-class SequenceLearner(Learner):
+class SequenceLearner(AdamEpisodicLearner):
     """Embeds every image, reads the episode as a sequence (`protocol`) and trains embedding and sequence
     model end to end by cross-entropy on the predicted labels.
 
@@ -211,9 +211,7 @@ class SequenceLearner(Learner):
         in_dim = self.embedding.feature_dim + self.ways
         self.model = build_module(lambda: self.build_model(in_dim, self.ways), generators["init"], device)
         params = list(self.embedding.parameters()) + list(self.model.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=hparams.lr)
-        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, hparams.lr_halve_every),
-                                                        gamma=0.5 if hparams.lr_halve_every else 1.0)
+        self.setup_adam(params)
 
     def build_model(self, in_dim: int, ways: int) -> nn.Module:
         raise NotImplementedError
@@ -222,21 +220,7 @@ class SequenceLearner(Learner):
     def modules(self):
         return {"embedding": self.embedding, "model": self.model}
 
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def extra_state(self):
-        return {"schedule": self.schedule.state_dict()}
-
-    def load_extra_state(self, state):
-        if "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
-
     # -- reading episodes ----------------------------------------------------------------------------------
-    def batch_request(self) -> BatchRequest:
-        h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, shots=h.train_shots, query=h.train_query)
-
     def embed(self, *images: torch.Tensor) -> list[torch.Tensor]:
         """Features [T, m, D] of image tensors [T, m, C, H, W], all in one pass of the embedding."""
         flat = torch.cat([x.flatten(0, 1) for x in images])
@@ -268,13 +252,7 @@ class SequenceLearner(Learner):
         else:  # support steps carry their own label: only the queries are predictions
             logits, targets = query_logits, batch.query_y
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.hparams.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                           self.hparams.grad_clip)
-        self.optimizer.step()
-        self.schedule.step()
+        self.adam_step(loss, clip_norm=self.hparams.grad_clip)
         with torch.no_grad():
             values = {"loss": loss.item()}
             if batch.query_y.numel():   # MANN's own training streams may have no queries (train_query: 0)

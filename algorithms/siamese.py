@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from algorithms import nets, register
-from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
+from algorithms.base import AdamEpisodicLearner, BatchRequest, Episode, EpisodeBatch
 
 DISTANCES = ("l1-sigmoid", "cosine", "euclidean")
 LOSSES = ("bce", "contrastive", "triplet")
@@ -101,7 +101,7 @@ def pair_loss(head: PairHead, z: torch.Tensor, labels: torch.Tensor, loss: str, 
 
 
 @register("siamese")
-class Siamese(Learner):
+class Siamese(AdamEpisodicLearner):
     """Siamese network (Koch et al. 2015) on a Conv-4 twin; K-shot by highest mean similarity per class."""
 
     kinds = ("classification",)
@@ -119,9 +119,7 @@ class Siamese(Learner):
         self.head = PairHead(self.net.feature_dim, hparams.distance).to(device)
         if hparams.distance == "l1-sigmoid":
             nets.init_parameters(self.head, generators["init"])
-        self.optimizer = torch.optim.Adam([*self.net.parameters(), *self.head.parameters()], lr=hparams.lr)
-        self.schedule = (torch.optim.lr_scheduler.StepLR(self.optimizer, hparams.lr_halve_every, gamma=0.5)
-                         if hparams.lr_halve_every > 0 else None)
+        self.setup_adam([*self.net.parameters(), *self.head.parameters()])
         # verification threshold on D: fixed by the logit for "bce" (p = 0.5); tuned on validation pairs otherwise
         self.threshold = hparams.margin / 2
         # the harness calls predict and then extra_metrics on the same episode object: embed it once
@@ -130,20 +128,13 @@ class Siamese(Learner):
     def modules(self):
         return {"net": self.net, "head": self.head}
 
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
     def extra_state(self):
-        state = {"threshold": self.threshold}
-        if self.schedule is not None:
-            state["schedule"] = self.schedule.state_dict()
-        return state
+        return {**super().extra_state(), "threshold": self.threshold}
 
     def load_extra_state(self, state):
+        super().load_extra_state(state)
         self._cached = None
         self.threshold = state.get("threshold", self.threshold)
-        if self.schedule is not None and "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
 
     def batch_request(self) -> BatchRequest:
         h = self.hparams
@@ -180,11 +171,7 @@ class Siamese(Learner):
             losses.append(value)
             accs.append(acc)
         loss = torch.stack(losses).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()
+        self.adam_step(loss)
         return {"loss": loss.item(), "pair_accuracy": 100.0 * torch.stack(accs).mean().item()}
 
     def _similarity(self, zq: torch.Tensor, zs: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from algorithms import register
 from algorithms.sequences import SequenceHparams, SequenceLearner

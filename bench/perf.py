@@ -22,7 +22,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 import algorithms
-from algorithms.base import BatchRequest, ProblemSpec
+from algorithms.base import BatchRequest
 from bench.config import Config
 from bench.episodes import ClassificationSource, named_generators
 
