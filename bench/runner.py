@@ -6,6 +6,7 @@ frozen test episodes, and turn the results into the run folder's tidy CSVs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -71,6 +72,7 @@ class CellResult:
     digest: str = ""
     tuned: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0
+    trained_in: str = ""   # the cell whose identical meta-training this cell loaded (see shared_training_path)
     tables: dict[str, list[dict]] = field(default_factory=dict)  # learner diagnostics -> <name>.csv
     traceback: str = ""
 
@@ -125,12 +127,13 @@ def checkpoint_path(checkpoint_dir: Path, cell: Cell) -> Path:
 
 
 def save_checkpoint(path: Path, cell: Cell, learner: Learner, gens, iteration: int, curves: list[dict],
-                    train_seconds: float, pending: dict[str, Any] | None = None) -> None:
+                    train_seconds: float, pending: dict[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> None:
     """Everything a resumed cell needs to continue bit for bit: learner (modules, optimizers, its own
     generators), the harness's RNG streams, the iteration, the curves and the not-yet-logged loss sums."""
     state = {"config_hash": cell.config_hash, "iteration": iteration, "learner": learner.state_dict(),
              "streams": {k: g.get_state() for k, g in gens.items()}, "curves": curves,
-             "train_seconds": train_seconds, "pending": pending or {"sums": {}, "count": 0}}
+             "train_seconds": train_seconds, "pending": pending or {"sums": {}, "count": 0}, **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -153,8 +156,42 @@ def _finite_or_raise(values: dict[str, float], iteration: int) -> None:
                                      f"lower the learning rate or check the data")
 
 
+# Budget keys that only change evaluation or tuning, never what meta-training produces.
+EVALUATION_BUDGET_KEYS = ("test_episodes", "validation_tasks")
+
+
+def shared_training_path(checkpoint_dir: Path, cell: Cell, source) -> Path | None:
+    """Where the finished meta-training of `cell` is kept for other cells that would train exactly the same.
+
+    A task source whose benchmarks differ only at test time (the MNIST transfer benchmarks all meta-train on the
+    same base problem) says so with `training_key()`; cells with the same algorithm, hyper-parameters, seed,
+    training budget and training key then train once per run folder and every other one loads the result.
+    Training is deterministic per seed, so a loaded learner is the one the cell would have trained itself."""
+    training_key = getattr(source, "training_key", None)
+    if training_key is None:
+        return None
+    budget = {k: v for k, v in cell.budget.items() if k not in EVALUATION_BUDGET_KEYS}
+    identity = json.dumps({"data": training_key(), "problem": dataclasses.asdict(source.problem()),
+                           "algorithm": cell.algorithm, "hparams": cell.hparams, "seed": cell.seed,
+                           "budget": budget}, sort_keys=True, default=str)
+    digest_ = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return checkpoint_dir / f"trained__{cell.algorithm}__seed{cell.seed}__{digest_}.pt"
+
+
 def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Path | None, progress: bool,
           result: CellResult) -> None:
+    shared = shared_training_path(checkpoint_dir, cell, source) if checkpoint_dir else None
+    if shared is not None and shared.exists():
+        state = load_checkpoint(shared)
+        learner.load_state_dict(state["learner"])
+        for name, g in gens.items():
+            g.set_state(state["streams"][name])
+        result.train_seconds = float(state["train_seconds"])
+        result.meta_iters = int(state["iteration"])
+        result.trained_in = str(state.get("cell", ""))
+        result.curves = [{"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed, **row}
+                         for row in state["curves"]]
+        return
     budget = cell.budget
     total, log_every = int(budget["meta_iters"]), max(1, int(budget["log_every"]))
     every = int(budget.get("checkpoint_every") or 0)
@@ -206,6 +243,8 @@ def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Pa
                      for row in curves]
     if ckpt is not None:
         checkpoint(total)
+    if shared is not None:
+        save_checkpoint(shared, cell, learner, gens, total, curves, result.train_seconds, extra={"cell": cell.key})
 
 
 def evaluate_regression(cell: Cell, learner: Learner, source, device, result: CellResult) -> str:
@@ -463,8 +502,6 @@ def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profil
 
 
 def _grid_hash(cells: list[Cell]) -> str:
-    import hashlib
-
     return hashlib.sha256("".join(sorted(c.config_hash for c in cells)).encode()).hexdigest()[:16]
 
 

@@ -163,3 +163,28 @@ def test_base_validation_runs_are_the_same_on_every_benchmark(config):
     assert base.base is None and relu.base is not None
     for a, b in zip(base.problems, relu.base):
         assert torch.equal(a.index, b.index) and all(torch.equal(x, y) for x, y in zip(a.params, b.params))
+
+
+@needs_mnist
+def test_transfer_cells_reuse_the_base_meta_training_and_get_what_they_would_train(config, tmp_path):
+    """The five benchmarks meta-train on the same base problem: in one run folder the learned optimizer trains
+    once; a transfer cell that loads it scores exactly what it scores when it trains by itself."""
+    def cell(benchmark):
+        c = config.cell(benchmark, "lstm-optimizer", 0, "smoke")
+        c.budget.update(meta_iters=2, test_episodes=2, validation_tasks=1, cpus=1)
+        return c
+
+    shared_dir = tmp_path / "shared"
+    base = runner.run_cell(cell("mnist-base"), checkpoint_dir=shared_dir, progress=False)
+    relu = runner.run_cell(cell("mnist-relu"), checkpoint_dir=shared_dir, progress=False)
+    alone = runner.run_cell(cell("mnist-relu"), checkpoint_dir=tmp_path / "alone", progress=False)
+    assert base.status == relu.status == alone.status == "ok", (base.error, relu.error, alone.error)
+    assert len(list(shared_dir.glob("trained__lstm-optimizer__seed0__*.pt"))) == 1
+    assert relu.trained_in == base.cell.key and alone.trained_in == "" and base.trained_in == ""
+    assert relu.episodes == alone.episodes and relu.tuned == alone.tuned
+    assert [r["value"] for r in relu.curves] == [r["value"] for r in alone.curves]
+    assert {r["benchmark"] for r in relu.curves} == {"mnist-relu"}
+    # a different seed or budget is different training: nothing is shared
+    other = cell("mnist-relu")
+    other.budget["meta_iters"] = 3
+    assert runner.run_cell(other, checkpoint_dir=shared_dir, progress=False).trained_in == ""

@@ -159,6 +159,11 @@ class MnistOptimizees:
         # what determines the frozen test runs (not the benchmark's name or how many runs are evaluated)
         self.sampling_key = {"dataset": "mnist", "images": self.test_images, **self.test_problem.key()}
 
+    def training_key(self) -> dict[str, Any]:
+        """What meta-training sees: the base problem on the training images. The five MNIST benchmarks share it,
+        so a run meta-trains each learned optimizer once and tests it on all of them (bench.runner)."""
+        return {"dataset": "mnist", "images": "train", "train_problem": self.train_problem.key()}
+
     def problem(self) -> ProblemSpec:
         return ProblemSpec(kind="optimizer", input_shape=(28 * 28,), ways=10, shots=0, output_dim=10,
                            backbone=self.spec["backbone"], loss="cross_entropy")
