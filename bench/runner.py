@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import socket
 import threading
 import time
 import traceback
@@ -178,9 +180,54 @@ def shared_training_path(checkpoint_dir: Path, cell: Cell, source) -> Path | Non
     return checkpoint_dir / f"trained__{cell.algorithm}__seed{cell.seed}__{digest_}.pt"
 
 
+def claim_shared_training(shared: Path, poll_seconds: float = 5.0) -> Path | None:
+    """Before training a shareable cell: claim its training with a marker file (returned, to remove when done),
+    or, when another live process on this machine holds the claim (parallel cells, --jobs), wait until that
+    training is written. A claim whose process is gone (a crash) is ignored: this cell then trains itself."""
+    marker = shared.with_name(shared.name + ".training")
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    while not shared.exists() and not STOP.is_set():
+        try:
+            with open(marker, "x") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            return marker
+        except FileExistsError:
+            pass
+        try:
+            host, pid = marker.read_text().split()
+            alive = host == socket.gethostname() and _process_alive(int(pid))
+        except (FileNotFoundError, ValueError):
+            continue  # released (or being written) just now: look again
+        if not alive:
+            marker.unlink(missing_ok=True)
+            continue
+        time.sleep(poll_seconds)
+    return None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Path | None, progress: bool,
           result: CellResult) -> None:
     shared = shared_training_path(checkpoint_dir, cell, source) if checkpoint_dir else None
+    claim = claim_shared_training(shared) if shared is not None else None
+    try:
+        _train_or_load(cell, learner, gens, source, device, checkpoint_dir, progress, result, shared)
+    finally:
+        if claim is not None:
+            claim.unlink(missing_ok=True)
+
+
+def _train_or_load(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Path | None,
+                   progress: bool, result: CellResult, shared: Path | None) -> None:
     if shared is not None and shared.exists():
         state = load_checkpoint(shared)
         learner.load_state_dict(state["learner"])

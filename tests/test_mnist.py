@@ -188,3 +188,24 @@ def test_transfer_cells_reuse_the_base_meta_training_and_get_what_they_would_tra
     other = cell("mnist-relu")
     other.budget["meta_iters"] = 3
     assert runner.run_cell(other, checkpoint_dir=shared_dir, progress=False).trained_in == ""
+
+
+def test_parallel_cells_wait_for_a_live_claim_and_ignore_a_dead_one(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    shared = tmp_path / "trained__x__seed0__abc.pt"
+    marker = tmp_path / "trained__x__seed0__abc.pt.training"
+    # a live claim (this process): wait until the other cell's training is written, then load it (no claim)
+    marker.write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    threading.Timer(0.3, lambda: shared.write_bytes(b"trained")).start()
+    assert runner.claim_shared_training(shared, poll_seconds=0.05) is None and shared.exists()
+    # a claim left by a process that is gone: taken over, this cell trains itself
+    shared.unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker.write_text(f"{socket.gethostname()} {int(dead.stdout)}\n")
+    assert runner.claim_shared_training(shared, poll_seconds=0.05) == marker
+    assert marker.read_text().split()[1] == str(os.getpid())
