@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms import UnknownNameError
 
     args = _parser().parse_args(argv)
+    from bench.allocator import keep_freed_memory
+    keep_freed_memory()
     handlers = {"list": cmd_list, "run": cmd_run, "figures": cmd_figures, "data": _delegate("bench.datacheck"),
                 "report": _delegate("bench.report"), "compare": _delegate("bench.compare"),
                 "perf": _delegate("bench.perf")}

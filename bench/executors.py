@@ -37,8 +37,10 @@ def _ignore_sigint() -> None:
 
 
 def _run_in_worker(cell: Cell, data_root, device: str, checkpoint_dir, threads: int):
+    from bench.allocator import keep_freed_memory
     from bench.runner import run_cell
 
+    keep_freed_memory()
     cell.budget["cpus"] = min(int(cell.budget.get("cpus") or threads), threads)
     return run_cell(cell, data_root=data_root, device=device, checkpoint_dir=checkpoint_dir, progress=False)
 
@@ -116,8 +118,10 @@ class RayExecutor:
 
 
 def _run_in_ray(cell: Cell, data_root, device: str, checkpoint_dir):
+    from bench.allocator import keep_freed_memory
     from bench.runner import run_cell
 
+    keep_freed_memory()
     return run_cell(cell, data_root=data_root, device=device, checkpoint_dir=checkpoint_dir, progress=False)
 
 
