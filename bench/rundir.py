@@ -104,7 +104,7 @@ class RunDir:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = lock.read_text().strip() if lock.exists() else "?"
-            if owner.isdigit() and not _pid_alive(int(owner)):
+            if owner.isdigit() and not pid_alive(int(owner)):
                 lock.unlink(missing_ok=True)  # left behind by a killed run
                 return self.open_for_writing()
             raise RunDirError(f"output folder {self.path} is in use by another run (pid {owner}, lock file "
@@ -157,7 +157,7 @@ class RunDir:
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -31,7 +31,7 @@ from bench import stats
 from bench.config import Cell, Config
 from bench.episodes import EpisodeDigest, digest, named_generators
 from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, atomic_write_text,
-                          environment, git_commit, new_run_id, utc_now)
+                          environment, git_commit, new_run_id, pid_alive, utc_now)
 
 STREAMS = ("init", "train_episodes", "validation", "algorithm")
 
@@ -195,7 +195,7 @@ def claim_shared_training(shared: Path, poll_seconds: float = 5.0) -> Path | Non
             pass
         try:
             host, pid = marker.read_text().split()
-            alive = host == socket.gethostname() and _process_alive(int(pid))
+            alive = host == socket.gethostname() and pid_alive(int(pid))
         except (FileNotFoundError, ValueError):
             continue  # released (or being written) just now: look again
         if not alive:
@@ -203,16 +203,6 @@ def claim_shared_training(shared: Path, poll_seconds: float = 5.0) -> Path | Non
             continue
         time.sleep(poll_seconds)
     return None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def train(cell: Cell, learner: Learner, gens, source, device, checkpoint_dir: Path | None, progress: bool,
