@@ -196,8 +196,13 @@ def claim_shared_training(shared: Path, poll_seconds: float = 5.0) -> Path | Non
         try:
             host, pid = marker.read_text().split()
             alive = host == socket.gethostname() and pid_alive(int(pid))
-        except (FileNotFoundError, ValueError):
-            continue  # released (or being written) just now: look again
+        except FileNotFoundError:
+            continue  # released just now: look again
+        except ValueError:  # being written this instant, or left empty by a crash: the latter once it is old
+            try:
+                alive = time.time() - marker.stat().st_mtime < 10 * poll_seconds
+            except FileNotFoundError:
+                continue
         if not alive:
             marker.unlink(missing_ok=True)
             continue

@@ -209,3 +209,8 @@ def test_parallel_cells_wait_for_a_live_claim_and_ignore_a_dead_one(tmp_path):
     marker.write_text(f"{socket.gethostname()} {int(dead.stdout)}\n")
     assert runner.claim_shared_training(shared, poll_seconds=0.05) == marker
     assert marker.read_text().split()[1] == str(os.getpid())
+    # an empty claim left by a crash between creating and writing it: taken over once it is old
+    marker.write_text("")
+    old = marker.stat().st_mtime - 60
+    os.utime(marker, (old, old))
+    assert runner.claim_shared_training(shared, poll_seconds=0.05) == marker
