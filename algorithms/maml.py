@@ -32,7 +32,8 @@ class MAMLHparams:
     #   vmap: one vectorised call over all tasks (fastest for small MLPs such as the sine regressor);
     #   threads: tasks split over worker threads running single-threaded ops (fastest for conv nets on a CPU,
     #            where small convolutions parallelise poorly inside one op);
-    #   loop: one task after another; auto: vmap for networks without convolutions, else threads.
+    #   loop: one task after another;
+    #   auto: threads for conv nets on a CPU, else vmap (loop for conv nets whose batch norm keeps running statistics).
     task_batching: str = "auto"
     task_threads: int = 0           # workers for "threads" (0: torch.get_num_threads())
 
@@ -49,6 +50,10 @@ class MAML(Learner):
         super().__init__(problem, hparams, device, generators)
         if hparams.task_batching not in ("auto", "vmap", "threads", "loop"):
             raise ValueError(f"task_batching: {hparams.task_batching!r} is not one of auto, vmap, threads, loop")
+        if hparams.task_batching == "vmap" and not hparams.transductive_bn:
+            # running statistics are one shared buffer: tasks mapped in parallel cannot each update it
+            raise ValueError("task_batching: vmap needs transductive_bn: true (batch norm without running "
+                             "statistics); use task_batching: loop or threads")
         out_dim = problem.output_dim if problem.kind == "regression" else problem.ways
         self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, out_dim,
                               generators["init"], device, transductive=hparams.transductive_bn)
@@ -69,7 +74,10 @@ class MAML(Learner):
         if choice != "auto":
             return choice
         has_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.net.modules())
-        return "threads" if has_conv and self.device.type == "cpu" else "vmap" if not has_conv else "loop"
+        if has_conv and self.device.type == "cpu":
+            return "threads"  # vmap's batched-weight convolutions are 2-3x slower than plain ones on a CPU
+        # on a GPU, vmap over the 32 tasks of Omniglot 5w1s ran 10x the per-task loop (`metabench perf`, H100)
+        return "vmap" if not has_conv or self.hparams.transductive_bn else "loop"
 
     # -- one task, plain autograd: used by the loop and thread strategies --------------------------------
     def _task_gradient(self, params: dict[str, torch.Tensor], task: Episode) -> tuple[list[torch.Tensor], float]:

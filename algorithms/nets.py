@@ -86,6 +86,18 @@ class MLP(nn.Module):
         return F.linear(x, p["out.weight"], p["out.bias"]) if self.out is not None else x
 
 
+def _inside_functorch_transform() -> bool:
+    """True while torch.func.vmap or grad is tracing, where tensors are wrappers whose memory layout is fixed."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def _batch_norm_by_hand(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Training-mode batch norm of [N, C, H, W] from its definition (biased variance, no running statistics)."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = (x - mean).square().mean(dim=(0, 2, 3), keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+
+
 @backbone("mlp-40-40")
 def _mlp_40_40(input_shape, out_dim, activation: str = "relu", transductive: bool = False):
     return MLP(math.prod(input_shape), [40, 40], out_dim, activation)
@@ -109,11 +121,16 @@ class ConvBlock(nn.Module):
             x = self._conv_norm_from_patches(p, x)
         else:
             x = F.conv2d(x, p["conv.weight"], None, stride=self.conv.stride, padding=1)
-            # channels-last: CPU batch norm and max-pool are several times faster in it (convolutions a bit)
-            x = x.contiguous(memory_format=torch.channels_last)
             norm = self.norm  # running_mean is None when transductive: batch statistics in train and eval mode
-            x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
-                             training=self._batch_stats(), momentum=norm.momentum, eps=norm.eps)
+            if _inside_functorch_transform() and self._batch_stats():
+                # under torch.func (MAML's `task_batching: vmap`) F.batch_norm's second derivative came out wrong
+                # (torch 2.14; tests/test_maml_gradients.py), and the memory layout cannot be changed
+                x = _batch_norm_by_hand(x, p["norm.weight"], p["norm.bias"], norm.eps)
+            else:
+                # channels-last: CPU batch norm and max-pool are several times faster in it (convolutions a bit)
+                x = x.contiguous(memory_format=torch.channels_last)
+                x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
+                                 training=self._batch_stats(), momentum=norm.momentum, eps=norm.eps)
         # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
         # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
         if self.pool:

@@ -42,9 +42,9 @@ def train_linear_head(features: torch.Tensor, labels: torch.Tensor, ways: int, h
     cosine_scale: None for a linear layer (Baseline); a scale for a cosine-similarity head (Baseline++).
     """
     dim = features.shape[-1]
-    weight = torch.zeros(ways, dim, device=features.device)
-    torch.nn.init.kaiming_uniform_(weight, a=5 ** 0.5, generator=generator)
-    weight.requires_grad_(True)
+    # drawn on the CPU, where the episode's generator lives, then moved: the same head on every device
+    weight = torch.nn.init.kaiming_uniform_(torch.zeros(ways, dim), a=5 ** 0.5, generator=generator)
+    weight = weight.to(features.device).requires_grad_(True)
     bias = torch.zeros(ways, device=features.device, requires_grad=cosine_scale is None)
     params = [weight, bias] if cosine_scale is None else [weight]
     opt = torch.optim.SGD(params, lr=h.head_lr, momentum=0.9, dampening=0.9, weight_decay=h.head_weight_decay)

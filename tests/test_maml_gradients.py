@@ -59,7 +59,7 @@ def test_sine_meta_gradient_matches_per_task_loop(config, algorithm, inner_steps
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
 @pytest.mark.parametrize("backbone", ["conv4", "conv4-maml-omniglot"])
-@pytest.mark.parametrize("batching", ["threads", "loop"])
+@pytest.mark.parametrize("batching", ["threads", "loop", "vmap"])
 def test_conv_meta_gradient_matches_per_task_loop(algorithm, backbone, batching):
     learner = image_learner(algorithm, backbone, task_batching=batching)
     batch = image_batch()
@@ -67,6 +67,11 @@ def test_conv_meta_gradient_matches_per_task_loop(algorithm, backbone, batching)
     reference = loop_meta_gradient(learner, batch, first_order=(algorithm == "fomaml"))
     for name in reference:
         torch.testing.assert_close(fast[name], reference[name], atol=1e-5, rtol=1e-4)
+
+
+def test_vmap_refuses_batch_norm_with_running_statistics():
+    with pytest.raises(ValueError, match="task_batching: vmap needs transductive_bn"):
+        image_learner("maml", "conv4", task_batching="vmap", transductive_bn=False)
 
 
 def test_first_and_second_order_differ(config):
