@@ -22,6 +22,10 @@ class ReptileHparams:
     inner_steps: int = 5               # k, inner steps per task during meta-training
     inner_batch: int | None = None     # examples per inner step (None: all of the task's examples)
     inner_optimizer: str = "sgd"       # "sgd" or "adam" (the paper's code: Adam with beta1 = 0)
+    # Adam's second-moment estimates carried from task to task (and used, unchanged, at test), as in the
+    # paper's code, where Adam's slot variables sit outside the model state that Reptile resets per task
+    # (learn2learn's example does the same); false: a fresh Adam per task, whose first step is sign-SGD
+    carry_adam_state: bool = True
     meta_batch: int = 5                # tasks per outer update
     outer_lr: float = 1.0              # ε at the first meta-iteration
     outer_lr_final: float = 0.0        # ε at the last meta-iteration (linear annealing)
@@ -35,12 +39,12 @@ class ReptileHparams:
 
 class InnerOptimizer:
     """Plain SGD or Adam with beta1 = 0 (no momentum to carry across tasks), on dicts of tensors whose
-    leading dimension may index tasks."""
+    leading dimension may index tasks. `second` and `step_count` start Adam from a carried state."""
 
-    def __init__(self, kind: str, lr: float):
+    def __init__(self, kind: str, lr: float, second: dict[str, torch.Tensor] | None = None, step_count: int = 0):
         if kind not in ("sgd", "adam"):
             raise ValueError(f"reptile.inner_optimizer: {kind!r} is not one of 'sgd', 'adam'")
-        self.kind, self.lr, self.step_count, self.second = kind, lr, 0, {}
+        self.kind, self.lr, self.step_count, self.second = kind, lr, step_count, dict(second or {})
 
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.step_count += 1
@@ -71,15 +75,29 @@ class Reptile(Learner):
         self.loss_fn = task_loss(problem.kind)
         self.has_conv = any(isinstance(m, torch.nn.Conv2d) for m in self.net.modules())
         self.iteration = 0
+        # carried Adam state: second moments shaped like the parameters, and the step count for bias correction
+        self.adam_second: dict[str, torch.Tensor] = {}
+        self.adam_steps = 0
 
     def modules(self):
         return {"net": self.net}
 
     def extra_state(self):
-        return {"iteration": self.iteration}
+        return {"iteration": self.iteration, "adam_second": self.adam_second, "adam_steps": self.adam_steps}
 
     def load_extra_state(self, state):
         self.iteration = int(state.get("iteration", 0))
+        self.adam_second = {k: v.to(self.device) for k, v in state.get("adam_second", {}).items()}
+        self.adam_steps = int(state.get("adam_steps", 0))
+
+    def _inner_optimizer(self, lr: float, tasks: int | None = None) -> InnerOptimizer:
+        """The inner optimizer of one task (or of `tasks` tasks side by side), from the carried Adam state."""
+        h = self.hparams
+        if h.inner_optimizer != "adam" or not h.carry_adam_state or not self.adam_second:
+            return InnerOptimizer(h.inner_optimizer, lr)
+        second = self.adam_second if tasks is None else \
+            {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in self.adam_second.items()}
+        return InnerOptimizer(h.inner_optimizer, lr, second, self.adam_steps)
 
     def batch_request(self) -> BatchRequest:
         # Reptile trains on all of a task's examples; the query part carries no special role.
@@ -100,28 +118,29 @@ class Reptile(Learner):
         gen = self.generators["algorithm"]
         return [torch.stack([torch.randperm(n, generator=gen)[:b] for _ in range(tasks)]) for _ in range(steps)]
 
-    def _adapt_vmap(self, params, x, y, batches) -> dict[str, torch.Tensor]:
-        """Inner loops of all tasks at once (small MLPs): x, y [T, n, ...] -> per-task weights [T, ...]."""
+    def _adapt_vmap(self, params, x, y, batches) -> tuple[dict[str, torch.Tensor], InnerOptimizer]:
+        """Inner loops of all tasks at once (small MLPs): x, y [T, n, ...] -> per-task weights [T, ...] and
+        the optimizer (its Adam state per task)."""
         tasks = x.shape[0]
         fast = {k: v.detach().unsqueeze(0).expand(tasks, *v.shape).clone() for k, v in params.items()}
-        opt = InnerOptimizer(self.hparams.inner_optimizer, self.hparams.inner_lr)
+        opt = self._inner_optimizer(self.hparams.inner_lr, tasks)
         per_task_grad = vmap(grad(lambda p, xb, yb: self.loss_fn(forward(self.net, p, xb), yb)))
         for idx in batches:
             xb, yb = (x, y) if idx is None else (_gather(x, idx.to(x.device)), _gather(y, idx.to(y.device)))
             fast = opt.step(fast, per_task_grad(fast, xb, yb))
-        return fast
+        return fast, opt
 
-    def _adapt_one(self, params, x, y, batches, lr: float | None = None) -> dict[str, torch.Tensor]:
-        """One task's inner loop with plain autograd (conv nets); returns its adapted weights."""
+    def _adapt_one(self, params, x, y, batches) -> tuple[dict[str, torch.Tensor], InnerOptimizer]:
+        """One task's inner loop with plain autograd (conv nets); returns its adapted weights and optimizer."""
         fast = {k: v.detach() for k, v in params.items()}
-        opt = InnerOptimizer(self.hparams.inner_optimizer, lr or self.hparams.inner_lr)
+        opt = self._inner_optimizer(self.hparams.inner_lr)
         for idx in batches:
             xb, yb = (x, y) if idx is None else (x[idx], y[idx])
             with torch.enable_grad():
                 leaves = {k: v.requires_grad_(True) for k, v in fast.items()}
                 grads = torch.autograd.grad(self.loss_fn(forward(self.net, leaves, xb), yb), list(leaves.values()))
             fast = {k: v.detach() for k, v in opt.step(leaves, dict(zip(leaves, grads))).items()}
-        return fast
+        return fast, opt
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
         self.net.train()
@@ -136,11 +155,21 @@ class Reptile(Learner):
                 return [self._adapt_one(params, x[i], y[i], [None if b is None else b[i] for b in batches])
                         for i in indices]
             workers = self.hparams.task_threads or torch.get_num_threads()
-            chunks = map_tasks(adapt, list(range(len(batch))), workers)
-            # mean over tasks, summed in a fixed order
-            mean = {k: sum(w[k] for chunk in chunks for w in chunk) / len(batch) for k in params}
+            results = [r for chunk in map_tasks(adapt, list(range(len(batch))), workers) for r in chunk]
+            # means over tasks, summed in a fixed order
+            mean = {k: sum(w[k] for w, _ in results) / len(batch) for k in params}
+            seconds = [opt.second for _, opt in results]
+            second = {k: sum(s[k] for s in seconds) / len(batch) for k in seconds[0]}
         else:
-            mean = {k: v.mean(0) for k, v in self._adapt_vmap(params, x, y, batches).items()}
+            fast, opt = self._adapt_vmap(params, x, y, batches)
+            mean = {k: v.mean(0) for k, v in fast.items()}
+            second = {k: v.mean(0) for k, v in opt.second.items()}
+        if self.hparams.inner_optimizer == "adam" and self.hparams.carry_adam_state:
+            # The tasks ran side by side from the same state, so the next meta-iteration starts from their
+            # mean second moments, advanced by one task's steps (the paper's code chains the tasks instead;
+            # with beta2 = 0.999 the two differ little)
+            self.adam_second = {k: v.detach() for k, v in second.items()}
+            self.adam_steps += len(batches)
         eps = self._epsilon()
         with torch.no_grad():
             for k, p in params.items():
@@ -153,7 +182,7 @@ class Reptile(Learner):
         h = self.hparams
         self.net.train()  # transductive batch norm, as in training
         lr = h.inner_lr if h.test_inner_lr is None else h.test_inner_lr
-        opt = InnerOptimizer(h.inner_optimizer, lr)
+        opt = self._inner_optimizer(lr)  # a copy of the carried state: test episodes never change it
         return finetune_predictions(self.net, parameters_of(self.net), episode.support_x, episode.support_y,
                                     episode.query_x, lr, steps, self.loss_fn, update=opt.step)
 
