@@ -184,11 +184,12 @@ class Conv4(nn.Module):
     """Four conv blocks, then a linear head to out_dim (or the flattened features when out_dim == 0).
 
     pool=True: the Vinyals/ProtoNets embedding (max-pool in every block; 64-d on 28x28, 1600-d on 84x84).
-    pool=False: MAML's Omniglot network (stride-2 convolutions, spatial mean before the head).
+    pool=False: MAML's Omniglot network (stride-2 convolutions, spatial mean before the head; flatten=True:
+    the flattened 2x2 maps, as in Reptile's code).
     """
 
     def __init__(self, input_shape, out_dim: int, width: int = 64, pool: bool = True, transductive: bool = False,
-                 pool_blocks: int = 4):
+                 pool_blocks: int = 4, flatten: bool = False):
         super().__init__()
         channels, size, _ = input_shape
         blocks, cin = [], channels
@@ -198,7 +199,7 @@ class Conv4(nn.Module):
             cin = width
             size = size // 2 if pooled else (size + 1) // 2 if strided else size
         self.blocks = nn.Sequential(*blocks)
-        self.spatial_mean = not pool
+        self.spatial_mean = not pool and not flatten
         self.feature_dim = width if self.spatial_mean else width * size * size
         self.head = nn.Linear(self.feature_dim, out_dim) if out_dim > 0 else None
 
@@ -230,6 +231,12 @@ def _conv4(input_shape, out_dim, transductive: bool = False):
 def _conv4_maml_omniglot(input_shape, out_dim, transductive: bool = True):
     """MAML's Omniglot network: 64 filters, stride-2 convolutions, spatial mean, linear head."""
     return Conv4(input_shape, out_dim, width=64, pool=False, transductive=transductive)
+
+
+@backbone("conv4-reptile-omniglot")
+def _conv4_reptile_omniglot(input_shape, out_dim, transductive: bool = True):
+    """Reptile's Omniglot network: MAML's strided one with the final 2x2x64 maps flattened (256 features)."""
+    return Conv4(input_shape, out_dim, width=64, pool=False, transductive=transductive, flatten=True)
 
 
 @backbone("conv4-maml-mini")

@@ -21,6 +21,9 @@ class ReptileHparams:
     inner_lr: float = 0.02             # step size of the inner optimizer
     inner_steps: int = 5               # k, inner steps per task during meta-training
     inner_batch: int | None = None     # examples per inner step (None: all of the task's examples)
+    # minibatches drawn with replacement (independently per step) or, as in the paper's code by default, as
+    # consecutive slices of reshuffled passes over the task (5 steps x 10 = one pass over 5 x 10 shots)
+    replacement: bool = False
     inner_optimizer: str = "sgd"       # "sgd" or "adam" (the paper's code: Adam with beta1 = 0)
     # Adam's second-moment estimates carried from task to task (and used, unchanged, at test), as in the
     # paper's code, where Adam's slot variables sit outside the model state that Reptile resets per task
@@ -116,7 +119,12 @@ class Reptile(Learner):
         if b is None or b >= n:
             return [None] * steps
         gen = self.generators["algorithm"]
-        return [torch.stack([torch.randperm(n, generator=gen)[:b] for _ in range(tasks)]) for _ in range(steps)]
+        if self.hparams.replacement:
+            return [torch.stack([torch.randperm(n, generator=gen)[:b] for _ in range(tasks)]) for _ in range(steps)]
+        passes = -(-steps * b // n)  # enough shuffled passes over the task's examples for all the steps
+        order = torch.stack([torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
+                             for _ in range(tasks)])
+        return [order[:, i * b:(i + 1) * b] for i in range(steps)]
 
     def _adapt_vmap(self, params, x, y, batches) -> tuple[dict[str, torch.Tensor], InnerOptimizer]:
         """Inner loops of all tasks at once (small MLPs): x, y [T, n, ...] -> per-task weights [T, ...] and

@@ -14,7 +14,7 @@ def textbook(net: nets.Conv4) -> nn.Module:
 
 
 @pytest.mark.parametrize("name,shape", [("conv4", (1, 28, 28)), ("conv4-maml-omniglot", (1, 28, 28)),
-                                        ("conv4-maml-mini", (3, 84, 84))])
+                                        ("conv4-reptile-omniglot", (1, 28, 28)), ("conv4-maml-mini", (3, 84, 84))])
 @pytest.mark.parametrize("transductive", [True, False])
 @pytest.mark.parametrize("training", [True, False])
 def test_fast_forward_and_gradients_equal_the_textbook_network(name, shape, transductive, training):
@@ -45,6 +45,12 @@ def test_fast_forward_and_gradients_equal_the_textbook_network(name, shape, tran
         for b, (m, v) in zip(net.blocks, fast_stats):
             torch.testing.assert_close(m, b.norm.running_mean)
             torch.testing.assert_close(v, b.norm.running_var)
+
+
+def test_reptile_omniglot_network_flattens_the_2x2_maps():
+    net = nets.build("conv4-reptile-omniglot", (1, 28, 28), 5, torch.Generator().manual_seed(0))
+    assert net.feature_dim == 256 and net.features(torch.rand(3, 1, 28, 28)).shape == (3, 256)
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 5)
 
 
 def test_build_does_not_touch_the_global_rng():

@@ -56,3 +56,15 @@ def test_test_episodes_leave_the_carried_state_unchanged():
     learner.predict(source.test_episode(0, cell.spec["eval_seed"]), steps=3)
     assert learner.adam_steps == steps
     assert all(torch.equal(before[k], learner.adam_second[k]) for k in before)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+def test_inner_minibatches_cover_the_task_in_passes_unless_drawn_with_replacement(replacement):
+    learner, *_ = reptile_with_adam(True)
+    learner.hparams.inner_batch, learner.hparams.replacement = 10, replacement
+    steps = learner._minibatches(tasks=3, n=50, steps=7)
+    assert len(steps) == 7 and all(s.shape == (3, 10) for s in steps)
+    first_pass = torch.cat(steps[:5], dim=1)
+    covered = [sorted(first_pass[t].tolist()) == list(range(50)) for t in range(3)]
+    # without replacement: 5 steps of 10 are one shuffled pass over the 50 examples, the next steps a new pass
+    assert all(covered) if not replacement else not all(covered)
