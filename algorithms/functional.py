@@ -2,6 +2,7 @@
 parameters and test-time fine-tuning by plain gradient descent on the support set."""
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
 
@@ -78,6 +79,21 @@ def map_tasks(fn: Callable[[list[T]], R], items: Sequence[T], workers: int) -> l
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(fn, chunks))
+            return list(pool.map(_with_callers_autocast(fn), chunks))
     finally:
         torch.set_num_threads(threads)
+
+
+def _with_callers_autocast(fn: Callable[[T], R]) -> Callable[[T], R]:
+    """fn under the calling thread's torch.autocast settings: autocast state is thread-local, so worker threads
+    would otherwise silently compute in float32."""
+    active = [(kind, torch.get_autocast_dtype(kind)) for kind in ("cpu", "cuda") if torch.is_autocast_enabled(kind)]
+    if not active:
+        return fn
+
+    def wrapped(item: T) -> R:
+        with contextlib.ExitStack() as stack:
+            for kind, dtype in active:
+                stack.enter_context(torch.autocast(kind, dtype=dtype, cache_enabled=torch.is_autocast_cache_enabled()))
+            return fn(item)
+    return wrapped

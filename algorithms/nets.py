@@ -157,11 +157,12 @@ class ConvBlock(nn.Module):
         weight = p["conv.weight"].reshape(self.conv.out_channels, cin * 9)
         norm = self.norm
         if self._batch_stats():
-            with torch.no_grad():  # the input needs no gradient, so neither do its moments
-                mu = patches.mean(0)
-                centred = patches - mu
-                cov = centred.t() @ centred / patches.shape[0]
-            mean, var = weight @ mu, ((weight @ cov) * weight).sum(1)
+            with torch.autocast(x.device.type, enabled=False):  # batch statistics stay float32 under autocast
+                with torch.no_grad():  # the input needs no gradient, so neither do its moments
+                    mu = patches.mean(0)
+                    centred = patches - mu
+                    cov = centred.t() @ centred / patches.shape[0]
+                mean, var = weight @ mu, ((weight @ cov) * weight).sum(1)
             if self.training and norm.running_mean is not None:
                 with torch.no_grad():
                     count = patches.shape[0]

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--out", type=Path, help="folder for perf.csv (default results/perf)")
     perf.add_argument("--repeats", type=int, default=5)
     perf.add_argument("--device", default="cpu")
+    perf.add_argument("--autocast", choices=["bf16"], help="also time MAML and ProtoNet under torch.autocast "
+                                                          "(bfloat16), as ratios to the float32 reference")
 
     fig = sub.add_parser("figures", help="draw figures by name from run folders' CSVs")
     fig.add_argument("name", nargs="?", help="a figure name or 'all'")

@@ -34,7 +34,9 @@ BUDGET_KEYS = {
     "eval_batch": "int",          # frozen episodes stacked per evaluation batch
     "cpus": "int",                # intra-op threads per cell (results can depend on it), and Ray's CPU request
     "gpus": "int|float",          # Ray's GPU request per cell
+    "autocast": "str|null",       # null: float32; bf16: training and evaluation under torch.autocast(bfloat16)
 }
+AUTOCAST_CHOICES = (None, "bf16")
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
 SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "list[str]", "seeds": "list[int]",
@@ -326,6 +328,15 @@ class Config:
                 for hname in self._matching_algorithms(rule.get("algorithm", "*")):
                     self._validate_hparams(c, hname, rule.get("hparams") or {}, f"{where}.hparams", partial=True)
         c.keys(self.budget_sets, BUDGET_KEYS, "--set budget")
+        budgets = {"--set budget": self.budget_sets}
+        for name, profile in self.profiles.items():
+            budgets[f"profiles.{name}"] = profile
+            budgets.update({f"profiles.{name}.overrides[{i}]": rule
+                            for i, rule in enumerate(profile.get("overrides") or [])})
+        for where, budget in budgets.items():
+            if isinstance(budget, dict) and budget.get("autocast") not in AUTOCAST_CHOICES:
+                c.fail(f"{where}.autocast", f"{budget['autocast']!r} is not a precision this suite runs; "
+                                            "use null (float32) or bf16")
         for name, suite in self.suites.items():
             self._validate_suite(c, name, suite)
 

@@ -25,6 +25,7 @@ import algorithms
 from algorithms.base import BatchRequest
 from bench.config import Config
 from bench.episodes import ClassificationSource, named_generators
+from bench.runner import precision
 
 TASKS, WAYS, SHOTS, QUERY = 32, 5, 1, 15
 BENCHMARK = "omniglot-5w1s"
@@ -125,7 +126,7 @@ def build(config: Config, name: str, source, overrides: dict | None = None, devi
     return learner
 
 
-def run(repeats: int = 5, device: str = "cpu", data_root=None) -> pd.DataFrame:
+def run(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | None = None) -> pd.DataFrame:
     torch.manual_seed(0)
     config = Config.load()
     source, data_note = omniglot_source(config, data_root)
@@ -158,6 +159,15 @@ def run(repeats: int = 5, device: str = "cpu", data_root=None) -> pd.DataFrame:
             seconds, ref_again = interleaved(lambda: alt.meta_gradients(batch),
                                              lambda: reference_maml_step(reference_net, batch), repeats)
             add(f"maml meta-gradient, task batching {batching}", "tasks/s", seconds, TASKS, ref_again, TASKS)
+    if autocast:  # mixed precision: the same MAML step under torch.autocast, against the float32 reference
+        mixed = precision(torch.device(device), autocast)
+
+        def maml_mixed():
+            with mixed:
+                return maml.meta_gradients(batch)
+        seconds, ref_again = interleaved(maml_mixed, lambda: reference_maml_step(reference_net, batch), repeats)
+        add(f"maml meta-gradient, {autocast} autocast", "tasks/s", seconds, TASKS, ref_again, TASKS,
+            f"task batching: {maml._batching()}; reference in float32")
     gflops = matmul_gflops(device=device)
     flops = flops_of(lambda: reference_maml_step(reference_net, batch))
     add("matmul ceiling (2048x2048 fp32)", "GFLOP/s", 1.0, gflops, notes="the machine's dense-matmul rate")
@@ -190,6 +200,12 @@ def run(repeats: int = 5, device: str = "cpu", data_root=None) -> pd.DataFrame:
     episodes = [source.test_episode(i, 0).to(device) for i in range(50)]
     seconds = statistics.median(timed(lambda: [protonet.predict(e) for e in episodes], max(1, repeats // 2)))
     add("protonet evaluation", "episodes/s", seconds, len(episodes), notes="5-way 1-shot, 15 queries, frozen")
+    if autocast:
+        def evaluate_mixed():
+            with precision(torch.device(device), autocast):
+                return [protonet.predict(e) for e in episodes]
+        seconds = statistics.median(timed(evaluate_mixed, max(1, repeats // 2)))
+        add(f"protonet evaluation, {autocast} autocast", "episodes/s", seconds, len(episodes))
     sample = statistics.median(timed(lambda: source.sample_train(BatchRequest(tasks=TASKS), gen), repeats))
     add("episode sampler", "episodes/s", sample, TASKS, notes="index gathers on the cached uint8 tensor")
     maml_step = ours
@@ -209,7 +225,7 @@ def command(args) -> int:
     if args.repeats < 5:
         print("metabench: perf reports medians of at least 5 repeats; using 5", file=sys.stderr)
     print(f"metabench perf: {BENCHMARK}, meta-batch {TASKS}, {QUERY} queries/class", file=sys.stderr)
-    table = run(max(5, args.repeats), args.device)
+    table = run(max(5, args.repeats), args.device, autocast=args.autocast)
     out.mkdir(parents=True, exist_ok=True)
     from bench.rundir import atomic_write_csv
     atomic_write_csv(out / "perf.csv", table)

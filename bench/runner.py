@@ -6,6 +6,7 @@ frozen test episodes, and turn the results into the run folder's tidy CSVs.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -372,10 +373,24 @@ def _train_and_evaluate(cell: Cell, data_root, device: str, checkpoint_dir, prog
     dev = torch.device(device)
     source = task_source(cell.spec, data_root)
     learner, gens = build_learner(cell, source, dev)
-    train(cell, learner, gens, source, dev, checkpoint_dir, progress, result)
-    result.tuned = learner.tune(source.sample_validation(int(cell.budget["validation_tasks"]),
-                                                         gens["validation"]).to(dev))
-    evaluate(cell, learner, source, dev, result)
+    with precision(dev, cell.budget.get("autocast")):
+        train(cell, learner, gens, source, dev, checkpoint_dir, progress, result)
+        result.tuned = learner.tune(source.sample_validation(int(cell.budget["validation_tasks"]),
+                                                             gens["validation"]).to(dev))
+        evaluate(cell, learner, source, dev, result)
+
+
+def precision(device: torch.device, autocast: str | None):
+    """The numeric precision of a cell (budget key `autocast`): float32, or mixed precision where
+    torch.autocast runs matrix products and convolutions in bfloat16 (parameters, optimizer state and losses
+    stay float32, so no loss scaling is needed)."""
+    if autocast is None:
+        return contextlib.nullcontext()
+    if autocast != "bf16":
+        raise ValueError(f"budget.autocast: {autocast!r} is not null or 'bf16'")
+    # no cast cache: it keeps the bfloat16 copy of each parameter for as long as the context is open, so the whole
+    # of training would run on the initial weights' copies
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 # ---------------------------------------------------------------------------------------------------------

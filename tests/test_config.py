@@ -132,3 +132,13 @@ def test_grid_defaults_and_unknown_names(config):
         config.grid(None, ["sine-k10"], ["maml"], [0], "fast")
     cells, _, _ = config.grid(None, ["sine-*"], ["maml"], [0, 1], "smoke")
     assert len(cells) == 6 and len({c.config_hash for c in cells}) == 6
+
+
+def test_autocast_accepts_bf16_and_refuses_other_precisions(tmp_path):
+    config = load_mutated(tmp_path, lambda r: None, ["budget.autocast=bf16"])
+    assert config.cell("sine-k5", "maml", 0, "cpu").budget["autocast"] == "bf16"
+    assert "autocast" not in Config.load().cell("sine-k5", "maml", 0, "cpu").budget  # float32 cells keep their hash
+    message = error_of(tmp_path, lambda r: None, ["budget.autocast=fp16"])
+    assert "--set budget.autocast" in message and "'fp16'" in message and "bf16" in message
+    message = error_of(tmp_path, lambda r: r["profiles"]["cpu"].update(autocast="int8"))
+    assert "profiles.cpu.autocast" in message
