@@ -90,10 +90,11 @@ def _with_callers_autocast(fn: Callable[[T], R]) -> Callable[[T], R]:
     active = [(kind, torch.get_autocast_dtype(kind)) for kind in ("cpu", "cuda") if torch.is_autocast_enabled(kind)]
     if not active:
         return fn
+    cache = torch.is_autocast_cache_enabled()
 
     def wrapped(item: T) -> R:
         with contextlib.ExitStack() as stack:
             for kind, dtype in active:
-                stack.enter_context(torch.autocast(kind, dtype=dtype, cache_enabled=torch.is_autocast_cache_enabled()))
+                stack.enter_context(torch.autocast(kind, dtype=dtype, cache_enabled=cache))
             return fn(item)
     return wrapped

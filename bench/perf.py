@@ -160,10 +160,8 @@ def run(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | N
                                              lambda: reference_maml_step(reference_net, batch), repeats)
             add(f"maml meta-gradient, task batching {batching}", "tasks/s", seconds, TASKS, ref_again, TASKS)
     if autocast:  # mixed precision: the same MAML step under torch.autocast, against the float32 reference
-        mixed = precision(torch.device(device), autocast)
-
         def maml_mixed():
-            with mixed:
+            with precision(torch.device(device), autocast):
                 return maml.meta_gradients(batch)
         seconds, ref_again = interleaved(maml_mixed, lambda: reference_maml_step(reference_net, batch), repeats)
         add(f"maml meta-gradient, {autocast} autocast", "tasks/s", seconds, TASKS, ref_again, TASKS,
