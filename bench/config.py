@@ -36,7 +36,7 @@ BUDGET_KEYS = {
     "gpus": "int|float",          # Ray's GPU request per cell
     "autocast": "str|null",       # null: float32; bf16: training and evaluation under torch.autocast(bfloat16)
 }
-AUTOCAST_CHOICES = (None, "bf16")
+AUTOCAST_CHOICES = (None, "bf16")   # the precisions bench.runner.precision() sets up
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
 SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "list[str]", "seeds": "list[int]",

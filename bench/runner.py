@@ -29,7 +29,7 @@ import algorithms
 from algorithms.base import Episode, Learner
 from bench import data as datasets
 from bench import stats
-from bench.config import Cell, Config
+from bench.config import AUTOCAST_CHOICES, Cell, Config
 from bench.episodes import EpisodeDigest, digest, named_generators
 from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, atomic_write_text,
                           environment, git_commit, new_run_id, pid_alive, utc_now)
@@ -384,10 +384,10 @@ def precision(device: torch.device, autocast: str | None):
     """The numeric precision of a cell (budget key `autocast`): float32, or mixed precision where
     torch.autocast runs matrix products and convolutions in bfloat16 (parameters, optimizer state and losses
     stay float32, so no loss scaling is needed)."""
+    if autocast not in AUTOCAST_CHOICES:
+        raise ValueError(f"budget.autocast: {autocast!r} is not null or 'bf16'")
     if autocast is None:
         return contextlib.nullcontext()
-    if autocast != "bf16":
-        raise ValueError(f"budget.autocast: {autocast!r} is not null or 'bf16'")
     # no cast cache: it keeps the bfloat16 copy of each parameter for as long as the context is open, so the whole
     # of training would run on the initial weights' copies
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
