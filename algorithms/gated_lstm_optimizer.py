@@ -38,6 +38,7 @@ class GatedLSTMOptimizerHparams:
     unroll: int = 20
     meta_lr: float = 0.001
     meta_loss: str = "sum"        # "sum": Σ f(θ_t) as in the paper; "log": Σ log f(θ_t) (see UnrolledOptimizer)
+    loss_weights: str = "flat"    # "flat": w_t = 1 (the paper); "ramp": later steps of an unroll count more
     grad_clip: float | None = None
     lr_schedule: str = "cosine"     # meta learning rate: "cosine" decay to 0 over the budget, or "constant"
     select_every: int = 50          # keep a snapshot every N meta-iterations; tune() keeps the best (0: the last)

@@ -134,6 +134,11 @@ class UnrolledOptimizer(OptimizerLearner):
     several times those of the last (≈ 0.3), so Adam's shared moment estimates are set by the early steps and the
     optimizer learns a rule that descends fast and then flattens.
 
+    `loss_weights` weighs the steps inside an unroll: "flat" (w_t = 1, the paper) or "ramp" (w_k = 2k / (U + 1) for the
+    k-th of U steps). A truncated objective is greedy: each update only sees the next U steps, so it favours small
+    safe steps whose pay-off would come later (the short-horizon bias, Wu et al. 2018). The ramp puts the weight
+    on the unroll's last steps, a longer effective look-ahead at the same unroll length.
+
     Two additions the paper leaves unspecified, both switchable: the meta learning rate follows a cosine decay over
     the cell's budget (lr_schedule), and every `select_every` iterations a snapshot of the optimizer is kept, of
     which tune() keeps the one with the lowest mean final loss on the harness's validation optimizees (the paper's
@@ -146,6 +151,8 @@ class UnrolledOptimizer(OptimizerLearner):
             raise ValueError(f"lr_schedule: {self.hparams.lr_schedule!r} is not 'constant' or 'cosine'")
         if getattr(self.hparams, "meta_loss", "sum") not in ("sum", "log"):
             raise ValueError(f"meta_loss: {self.hparams.meta_loss!r} is not 'sum' or 'log'")
+        if getattr(self.hparams, "loss_weights", "flat") not in ("flat", "ramp"):
+            raise ValueError(f"loss_weights: {self.hparams.loss_weights!r} is not 'flat' or 'ramp'")
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=self.hparams.meta_lr)
         self.gate_rows: list[dict[str, Any]] = []
@@ -188,6 +195,7 @@ class UnrolledOptimizer(OptimizerLearner):
             m.train()
         total, steps, grad_norms = 0.0, 0, []
         log_objective = getattr(h, "meta_loss", "sum") == "log"
+        ramp = getattr(h, "loss_weights", "flat") == "ramp"
         for group in self.optimizer.param_groups:
             group["lr"] = self._meta_lr()
         for problem in batch:
@@ -199,14 +207,18 @@ class UnrolledOptimizer(OptimizerLearner):
             while t < horizon:
                 theta, state = theta.detach(), detach_state(state)  # truncation
                 meta_loss = theta.new_zeros(())
-                for _ in range(min(h.unroll, horizon - t)):
+                length = min(h.unroll, horizon - t)
+                for k in range(1, length + 1):
                     theta, state, _ = self.update(theta, grad, loss, state)
                     t += 1
                     loss_t = problem.loss(theta, t)
                     # ∇_t is an input of the next update, not a function of φ: detached (no second derivatives)
                     (grad,) = torch.autograd.grad(loss_t, theta, retain_graph=True)
                     grad, loss = grad.detach(), loss_t.detach()
-                    meta_loss = meta_loss + (loss_t.log() if log_objective else loss_t)
+                    term = loss_t.log() if log_objective else loss_t
+                    # ramp: w_k = 2k / (U + 1) (mean 1), the unroll's later steps count more: a longer look-ahead
+                    # than the flat sum's, against the short-horizon bias of truncation (see the class docstring)
+                    meta_loss = meta_loss + (term * (2.0 * k / (length + 1)) if ramp else term)
                     total += float(loss)
                     steps += 1
                 self.optimizer.zero_grad(set_to_none=True)

@@ -84,12 +84,12 @@ def test_bptt_is_truncated_and_drops_second_derivatives(name):
     assert [t for t, _, _ in seen] == [False, True, True, True, False, True, True, True, False, True]
 
 
-@pytest.mark.parametrize("meta_loss", ["sum", "log"])
-def test_meta_gradient_equals_the_first_order_formula(meta_loss):
+@pytest.mark.parametrize("meta_loss,loss_weights", [("sum", "flat"), ("log", "flat"), ("log", "ramp")])
+def test_meta_gradient_equals_the_first_order_formula(meta_loss, loss_weights):
     """One unroll of 2 steps, checked against a hand-written meta-loss with explicitly detached gradients:
-    f(θ_1) + f(θ_2) (the paper's), or log f(θ_1) + log f(θ_2)."""
+    f(θ_1) + f(θ_2) (the paper's), or log f(θ_1) + log f(θ_2); the ramp weighs them 2/3 and 4/3."""
     learner = make("lstm-optimizer", unroll=2, zero_output=False, meta_lr=0.1, lr_schedule="constant",
-                   meta_loss=meta_loss)
+                   meta_loss=meta_loss, loss_weights=loss_weights)
     problem = toy_problem(horizon=2)
     before = {k: v.clone() for k, v in learner.net.state_dict().items()}
     learner.optimizer.step = lambda *a, **k: None  # keep φ, look at φ.grad
@@ -108,7 +108,10 @@ def test_meta_gradient_equals_the_first_order_formula(meta_loss):
     g1 = torch.autograd.grad(problem.loss(leaf1, 1), leaf1)[0]  # ∇f(θ_1) as a constant
     theta2, _, _ = ref.update(theta1, g1, None, state)
     f2 = problem.loss(theta2, 2)
-    (f1 + f2 if meta_loss == "sum" else f1.log() + f2.log()).backward()
+    if meta_loss == "log":
+        f1, f2 = f1.log(), f2.log()
+    w1, w2 = (2 / 3, 4 / 3) if loss_weights == "ramp" else (1.0, 1.0)
+    (w1 * f1 + w2 * f2).backward()
     for name, p in ref.net.named_parameters():
         assert torch.allclose(got[name], p.grad, rtol=1e-4, atol=1e-7), name
 
@@ -116,6 +119,8 @@ def test_meta_gradient_equals_the_first_order_formula(meta_loss):
 def test_unknown_meta_loss_is_refused_by_name():
     with pytest.raises(ValueError, match="meta_loss: 'mean'"):
         make("lstm-optimizer", meta_loss="mean")
+    with pytest.raises(ValueError, match="loss_weights: 'late'"):
+        make("gated-lstm-optimizer", loss_weights="late")
 
 
 def test_zero_output_init_starts_as_the_zero_update():
