@@ -153,14 +153,19 @@ class ConvBlock(nn.Module):
         n, cin, height, width = x.shape
         stride = self.conv.stride[0]
         out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
-        patches = F.unfold(x, 3, padding=1, stride=stride).transpose(1, 2).reshape(-1, cin * 9)
-        weight = p["conv.weight"].reshape(self.conv.out_channels, cin * 9)
+        k = cin * 9
+        # each patch with a trailing 1, so the bias rides in the matrix product: addmm's bias would first be
+        # broadcast-copied into the full-resolution output (a slow extra pass over it), and its gradient would be a
+        # separate sum over that output; here both come out of the one product and its weight gradient
+        unfolded = F.unfold(x, 3, padding=1, stride=stride).transpose(1, 2)
+        patches = torch.cat((unfolded, unfolded.new_ones(n, unfolded.shape[1], 1)), dim=2).view(-1, k + 1)
+        weight = p["conv.weight"].reshape(self.conv.out_channels, k)
         norm = self.norm
         if self._batch_stats():
             with torch.autocast(x.device.type, enabled=False):  # batch statistics stay float32 under autocast
                 with torch.no_grad():  # the input needs no gradient, so neither do its moments
-                    mu = patches.mean(0)
-                    centred = patches - mu
+                    mu = patches[:, :k].mean(0)
+                    centred = patches[:, :k] - mu
                     cov = centred.t() @ centred / patches.shape[0]
                 mean, var = weight @ mu, ((weight @ cov) * weight).sum(1)
             if self.training and norm.running_mean is not None:
@@ -172,9 +177,10 @@ class ConvBlock(nn.Module):
         else:
             mean, var = norm.running_mean, norm.running_var
         scale = p["norm.weight"] / torch.sqrt(var + norm.eps)
-        # a contiguous [k, c] right operand makes autograd take the weight gradient as patchesᵀ @ grad, several
+        # a contiguous [k + 1, c] right operand makes autograd take the weight gradient as patchesᵀ @ grad, several
         # times faster on a CPU than the (grad ᵀ @ patches)ᵀ it picks for a transposed view
-        out = torch.addmm(p["norm.bias"] - mean * scale, patches, (weight * scale[:, None]).t().contiguous())
+        folded = torch.cat(((weight * scale[:, None]).t(), (p["norm.bias"] - mean * scale)[None]), dim=0)
+        out = patches @ folded.contiguous()
         return out.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
