@@ -86,6 +86,9 @@ class MLP(nn.Module):
         return F.linear(x, p["out.weight"], p["out.bias"]) if self.out is not None else x
 
 
+_PATCH_ROWS_PER_CHUNK = 20000  # see ConvBlock._conv_norm_pool_from_patches
+
+
 def _inside_functorch_transform() -> bool:
     """True while torch.func.vmap or grad is tracing, where tensors are wrappers whose memory layout is fixed."""
     return torch._C._functorch.peek_interpreter_stack() is not None
@@ -118,7 +121,7 @@ class ConvBlock(nn.Module):
 
     def forward_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if self.conv.in_channels <= 3 and x.device.type == "cpu":
-            x = self._conv_norm_from_patches(p, x)
+            x = self._conv_norm_pool_from_patches(p, x)
         else:
             x = F.conv2d(x, p["conv.weight"], None, stride=self.conv.stride, padding=1)
             norm = self.norm  # running_mean is None when transductive: batch statistics in train and eval mode
@@ -131,17 +134,19 @@ class ConvBlock(nn.Module):
                 x = x.contiguous(memory_format=torch.channels_last)
                 x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
                                  training=self._batch_stats(), momentum=norm.momentum, eps=norm.eps)
-        # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
-        # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
-        if self.pool:
-            x = F.max_pool2d(x, 2)
-        return F.relu(x)
+            # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
+            # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
+            if self.pool:
+                x = F.max_pool2d(x, 2)
+        # in place: nothing keeps the pre-activation (pooling and batch norm save their inputs, not their outputs),
+        # and on a CPU every full-size pass over memory counts
+        return F.relu(x, inplace=True)
 
     def _batch_stats(self) -> bool:
         return self.training or self.norm.running_mean is None
 
-    def _conv_norm_from_patches(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """conv + batch norm of a first layer (1-3 input channels) as one matrix product, on the CPU.
+    def _conv_norm_pool_from_patches(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """conv + batch norm (+ max-pool) of a first layer (1-3 input channels) as one matrix product, on the CPU.
 
         The convolution is linear in each pixel's 3x3 patch, so the batch statistics of its output follow from
         the patches' mean μ and covariance Σ: mean_c = w_c·μ, var_c = w_cᵀ Σ w_c. Batch norm then folds into the
@@ -180,8 +185,18 @@ class ConvBlock(nn.Module):
         # a contiguous [k + 1, c] right operand makes autograd take the weight gradient as patchesᵀ @ grad, several
         # times faster on a CPU than the (grad ᵀ @ patches)ᵀ it picks for a transposed view
         folded = torch.cat(((weight * scale[:, None]).t(), (p["norm.bias"] - mean * scale)[None]), dim=0)
-        out = patches @ folded.contiguous()
-        return out.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+        folded = folded.contiguous()
+        rows = out_h * out_w
+        if not self.pool:
+            return (patches @ folded).view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+        # Pooled a few images at a time: the full-resolution activations are the largest tensors of the network
+        # (15 MB for 75 Omniglot images), and each pass over them (product, pool, the pool's zero-filled gradient,
+        # the weight gradient) runs at memory speed; chunks of ~20,000 rows stay in cache between the passes.
+        per_chunk = max(1, _PATCH_ROWS_PER_CHUNK // rows)
+        pooled = [F.max_pool2d((patches[start * rows:(start + per_chunk) * rows] @ folded)
+                               .view(-1, out_h, out_w, folded.shape[1]).permute(0, 3, 1, 2), 2)
+                  for start in range(0, n, per_chunk)]
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with({k: v for k, v in self.named_parameters()}, x)
