@@ -97,7 +97,7 @@ class MAML(Learner):
         adapted = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
         query_loss = self.loss_fn(forward(self.net, adapted, task.query_x), task.query_y)
         query_grads = torch.autograd.grad(query_loss, list(adapted.values()))
-        if fast is params:  # no inner step: ∂θ'/∂θ is the identity
+        if fast is params or self.first_order:  # no inner step, or FOMAML: ∂θ'/∂θ is taken as the identity
             return list(query_grads), query_loss.item()
         grads = torch.autograd.grad(list(fast.values()), list(params.values()), query_grads)
         return list(grads), query_loss.item()
