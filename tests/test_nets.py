@@ -47,6 +47,20 @@ def test_fast_forward_and_gradients_equal_the_textbook_network(name, shape, tran
             torch.testing.assert_close(v, b.norm.running_var)
 
 
+def test_first_layer_pooled_in_chunks_equals_the_textbook_network(monkeypatch):
+    """Batches larger than one chunk of the first layer's patch product (here 3 chunks of 2 images) pool each
+    chunk separately; forward and gradients still equal conv -> batch norm -> ReLU -> max-pool on the whole batch."""
+    monkeypatch.setattr(nets, "_PATCH_ROWS_PER_CHUNK", 2 * 28 * 28)
+    net = nets.build("conv4", (1, 28, 28), 0, torch.Generator().manual_seed(0), transductive=True).double()
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    fast = net.features(x)
+    slow = textbook(net)(x).flatten(1)
+    torch.testing.assert_close(fast, slow)
+    params = list(net.parameters())
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), params), torch.autograd.grad(slow.square().sum(), params)):
+        torch.testing.assert_close(a, b)
+
+
 def test_reptile_omniglot_network_flattens_the_2x2_maps():
     net = nets.build("conv4-reptile-omniglot", (1, 28, 28), 5, torch.Generator().manual_seed(0))
     assert net.feature_dim == 256 and net.features(torch.rand(3, 1, 28, 28)).shape == (3, 256)
