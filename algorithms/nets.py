@@ -182,16 +182,16 @@ class ConvBlock(nn.Module):
         else:
             mean, var = norm.running_mean, norm.running_var
         scale = p["norm.weight"] / torch.sqrt(var + norm.eps)
-        # a contiguous [k + 1, c] right operand makes autograd take the weight gradient as patchesᵀ @ grad, several
-        # times faster on a CPU than the (grad ᵀ @ patches)ᵀ it picks for a transposed view
+        # a contiguous [k + 1, c] right operand (torch.cat writes a new one) makes autograd take the weight gradient
+        # as patchesᵀ @ grad, several times faster on a CPU than the (grad ᵀ @ patches)ᵀ it picks for a transposed view
         folded = torch.cat(((weight * scale[:, None]).t(), (p["norm.bias"] - mean * scale)[None]), dim=0)
-        folded = folded.contiguous()
         rows = out_h * out_w
         if not self.pool:
             return (patches @ folded).view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
         # Pooled a few images at a time: the full-resolution activations are the largest tensors of the network
         # (15 MB for 75 Omniglot images), and each pass over them (product, pool, the pool's zero-filled gradient,
-        # the weight gradient) runs at memory speed; chunks of ~20,000 rows stay in cache between the passes.
+        # the weight gradient) runs at memory speed; chunks of ~20,000 rows can stay in cache between the passes.
+        # The gain measured on the development machine is small (about 1% of a MAML task).
         per_chunk = max(1, _PATCH_ROWS_PER_CHUNK // rows)
         pooled = [F.max_pool2d((patches[start * rows:(start + per_chunk) * rows] @ folded)
                                .view(-1, out_h, out_w, folded.shape[1]).permute(0, 3, 1, 2), 2)
