@@ -5,24 +5,13 @@ For one inner step, dL_q(θ')/dθ = g_q − α H_s(θ) g_q with g_q = ∇L_q(θ'
 thread, on the perf command's Omniglot 5w1s batch (8 tasks), and checked against each other.
 Run from the repository root: python results/reference/perf-cpu/experiments/hvp_forward_mode.py
 """
-import sys
-import time
-
 import torch
 
-from algorithms.base import BatchRequest
+from _setup import maml_and_batch, ms_per_task
 from algorithms.functional import forward
-from bench import perf
-from bench.allocator import keep_freed_memory
-from bench.config import Config
 
-keep_freed_memory()
 torch.set_num_threads(1)
-config = Config.load()
-source, _ = perf.omniglot_source(config)
-batch = source.sample_train(BatchRequest(tasks=8, ways=5, shots=1, query=15), torch.Generator().manual_seed(0))
-maml = perf.build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": 8,
-                                           "task_batching": "loop"})
+(maml,), batch = maml_and_batch(8, task_batching="loop")
 net, loss_fn, alpha = maml.net, maml.loss_fn, 0.4
 params = {k: v.detach() for k, v in net.named_parameters()}
 tasks = list(batch.tasks())
@@ -43,17 +32,7 @@ def double_backward(task):  # what MAML does
     return maml._task_gradient(dict(net.named_parameters()), task)[0]
 
 
-def ms_per_task(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return sorted(times)[repeats // 2] / len(tasks) * 1e3
-
-
 a, b = forward_over_reverse(tasks[0]), double_backward(tasks[0])
 print("largest relative difference:", max(((x - y).abs().max() / y.abs().max()).item() for x, y in zip(a, b)))
-print(f"double backward: {ms_per_task(lambda: [double_backward(t) for t in tasks]):.1f} ms/task", file=sys.stdout)
-print(f"forward-over-reverse: {ms_per_task(lambda: [forward_over_reverse(t) for t in tasks]):.1f} ms/task")
+print(f"double backward: {ms_per_task(lambda: [double_backward(t) for t in tasks], len(tasks)):.1f} ms/task")
+print(f"forward-over-reverse: {ms_per_task(lambda: [forward_over_reverse(t) for t in tasks], len(tasks)):.1f} ms/task")

@@ -1,7 +1,6 @@
 """A/B, tried and dropped: MAML's per-task meta-gradient as one backward through query and inner-step graphs together
 (`MAML._task_gradient`) against two passes (the query gradient at leaf adapted weights, then that vector back
-through the inner step). Alone on one thread the two passes were ~8% faster; here, as `metabench perf` runs them
-(threads, the process allocator settings), they are not. Same process, same 32-task batch, interleaved with the
+through the inner step), timed as `metabench perf` runs MAML (threads, the process allocator settings). Same process, same 32-task batch, interleaved with the
 reference loop; medians of 8.
 Run from the repository root: python results/reference/perf-cpu/experiments/maml_split_backward.py
 """
@@ -10,19 +9,12 @@ import time
 
 import torch
 
-from algorithms.base import BatchRequest
+from _setup import maml_and_batch
 from algorithms.functional import forward
 from algorithms.maml import MAML
 from bench import perf
-from bench.allocator import keep_freed_memory
-from bench.config import Config
 
-keep_freed_memory()
-config = Config.load()
-source, _ = perf.omniglot_source(config)
-batch = source.sample_train(BatchRequest(tasks=32, ways=5, shots=1, query=15), torch.Generator().manual_seed(0))
-settings = {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": 32}
-split, joint = perf.build(config, "maml", source, settings), perf.build(config, "maml", source, settings)
+(split, joint), batch = maml_and_batch(32, learners=2)
 joint.net.load_state_dict(split.net.state_dict())
 
 

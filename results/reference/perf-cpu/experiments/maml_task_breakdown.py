@@ -2,23 +2,13 @@
 inner step): the whole per-task meta-gradient, then its parts timed on their own.
 Run from the repository root: python results/reference/perf-cpu/experiments/maml_task_breakdown.py
 """
-import time
-
 import torch
 
-from algorithms.base import BatchRequest
+from _setup import maml_and_batch, ms_per_task
 from algorithms.functional import forward
-from bench import perf
-from bench.allocator import keep_freed_memory
-from bench.config import Config
 
-keep_freed_memory()
 torch.set_num_threads(1)
-config = Config.load()
-source, _ = perf.omniglot_source(config)
-batch = source.sample_train(BatchRequest(tasks=8, ways=5, shots=1, query=15), torch.Generator().manual_seed(0))
-maml = perf.build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": 8,
-                                           "task_batching": "loop"})
+(maml,), batch = maml_and_batch(8, task_batching="loop")
 net, loss_fn = maml.net, maml.loss_fn
 params = dict(net.named_parameters())
 tasks = list(batch.tasks())
@@ -59,17 +49,7 @@ def double_backward():
         torch.autograd.grad(g, list(params.values()), [-0.4 * x for x in g_query], retain_graph=True)
 
 
-def ms_per_task(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return sorted(times)[repeats // 2] / len(tasks) * 1e3
-
-
 for name, fn in (("whole task (MAML._task_gradient)", whole), ("query forward + backward", query_forward_backward),
                  ("query forward, no graph", query_forward), ("support forward + backward, create_graph", support_with_graph),
                  ("double backward through the support pass", double_backward)):
-    print(f"{name:44s} {ms_per_task(fn):6.1f} ms/task")
+    print(f"{name:44s} {ms_per_task(fn, len(tasks)):6.1f} ms/task")
