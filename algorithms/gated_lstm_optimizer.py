@@ -41,6 +41,9 @@ class GatedLSTMOptimizerHparams:
     loss_weights: str = "flat"    # "flat": w_t = 1 (the paper); "ramp": later steps of an unroll count more
     grad_clip: float | None = None
     lr_schedule: str = "cosine"     # meta learning rate: "cosine" decay to 0 over the budget, or "constant"
+    imitate: str | None = None      # warm start: fit a hand-designed teacher's steps first (see UnrolledOptimizer)
+    teacher_lr: float | None = None  # the teacher's learning rate (e.g. its tuned one)
+    imitate_iters: int = 0          # meta-iterations spent imitating before the meta-objective takes over
     select_every: int = 50          # keep a snapshot every N meta-iterations; tune() keeps the best (0: the last)
     select_runs: int = 10           # validation optimizees that choose among the snapshots
     record_runs: int = 20         # test runs whose gate values are recorded

@@ -139,6 +139,14 @@ class UnrolledOptimizer(OptimizerLearner):
     safe steps whose pay-off would come later (the short-horizon bias, Wu et al. 2018). The ramp puts the weight
     on the unroll's last steps, a longer effective look-ahead at the same unroll length.
 
+    `imitate` (off by default) warm-starts the rule by imitating a hand-designed optimizer, as in Chen et al.,
+    "Training Stronger Baselines for Learning to Optimize" (NeurIPS 2020): for the first `imitate_iters`
+    meta-iterations the training run follows the teacher (`imitate`: sgd, rmsprop, adam or nag at `teacher_lr`)
+    and the learned rule, fed the same gradients, is fitted to the teacher's steps (squared error relative to the
+    step's size, by truncated BPTT through the rule's own state only); the meta-objective takes over after that.
+    A rule that starts from a tuned hand-designed one does not have to discover step sizes from the zero update
+    under a truncated (short-horizon-biased) objective.
+
     Two additions the paper leaves unspecified, both switchable: the meta learning rate follows a cosine decay over
     the cell's budget (lr_schedule), and every `select_every` iterations a snapshot of the optimizer is kept, of
     which tune() keeps the one with the lowest mean final loss on the harness's validation optimizees (the paper's
@@ -153,6 +161,17 @@ class UnrolledOptimizer(OptimizerLearner):
             raise ValueError(f"meta_loss: {self.hparams.meta_loss!r} is not 'sum' or 'log'")
         if getattr(self.hparams, "loss_weights", "flat") not in ("flat", "ramp"):
             raise ValueError(f"loss_weights: {self.hparams.loss_weights!r} is not 'flat' or 'ramp'")
+        self.teacher = None
+        if getattr(self.hparams, "imitate", None) is not None:
+            teachers = ("sgd", "rmsprop", "adam", "nag")
+            if self.hparams.imitate not in teachers:
+                raise ValueError(f"imitate: {self.hparams.imitate!r} is not one of {', '.join(teachers)} (or null)")
+            if not self.hparams.teacher_lr or self.hparams.teacher_lr <= 0:
+                raise ValueError(f"teacher_lr: {self.hparams.teacher_lr!r} must be a positive learning rate for "
+                                 f"the {self.hparams.imitate} teacher")
+            import algorithms  # the registry imports this module: look the teacher up at construction time
+            cls = algorithms.get(self.hparams.imitate)
+            self.teacher = cls(self.problem, cls.Hparams(lr=self.hparams.teacher_lr), self.device, self.generators)
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=self.hparams.meta_lr)
         self.gate_rows: list[dict[str, Any]] = []
@@ -193,6 +212,8 @@ class UnrolledOptimizer(OptimizerLearner):
         params = [p for m in self.modules().values() for p in m.parameters()]
         for m in self.modules().values():
             m.train()
+        if self.teacher is not None and self.iteration < h.imitate_iters:
+            return self._imitation_step(batch, params)
         total, steps, grad_norms = 0.0, 0, []
         log_objective = getattr(h, "meta_loss", "sum") == "log"
         ramp = getattr(h, "loss_weights", "flat") == "ramp"
@@ -226,14 +247,53 @@ class UnrolledOptimizer(OptimizerLearner):
                 if h.grad_clip:
                     grad_norms.append(float(nn.utils.clip_grad_norm_(params, h.grad_clip)))
                 self.optimizer.step()
-        self.iteration += 1
-        every = int(getattr(h, "select_every", 0) or 0)
-        if every and self.iteration % every == 0:
-            self.snapshots[self.iteration] = self._weights()
+        self._end_iteration()
         out = {"loss": total / max(1, steps), "final_loss": float(loss)}
         if grad_norms:
             out["meta_grad_norm"] = sum(grad_norms) / len(grad_norms)
         return out
+
+    def _end_iteration(self) -> None:
+        self.iteration += 1
+        every = int(getattr(self.hparams, "select_every", 0) or 0)
+        if every and self.iteration % every == 0:
+            self.snapshots[self.iteration] = self._weights()
+
+    def _imitation_step(self, batch: OptimizeeBatch, params: list[torch.Tensor]) -> dict[str, float]:
+        """One run along the teacher's trajectory, fitting the learned rule's steps to the teacher's."""
+        h, teacher = self.hparams, self.teacher
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._meta_lr()
+        total, errors, steps = 0.0, 0.0, 0
+        for problem in batch:
+            theta = problem.flat_params()
+            state, teacher_state = self.initial_state(theta), teacher.init_state(theta)
+            loss, grad = loss_and_gradient(problem, theta, 0)
+            t = 0
+            while t < problem.horizon:
+                state = detach_state(state)  # truncation, as in meta-training
+                imitation_loss = theta.new_zeros(())
+                for _ in range(min(h.unroll, problem.horizon - t)):
+                    proposed, state, _ = self.update(theta, grad, loss, state)
+                    with torch.no_grad():
+                        target = teacher.rule(theta, grad, teacher_state, h.teacher_lr, t + 1)
+                        wanted = target - theta
+                    # relative squared error: early steps (large) and late ones (small) count alike
+                    imitation_loss = imitation_loss + ((proposed - target).square().sum()
+                                                       / wanted.square().sum().clamp_min(1e-30))
+                    theta = target  # off-policy: the run follows the teacher, whatever the rule proposed
+                    t += 1
+                    loss, grad = loss_and_gradient(problem, theta, t)
+                    total += float(loss)
+                    steps += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                imitation_loss.backward()
+                if h.grad_clip:
+                    nn.utils.clip_grad_norm_(params, h.grad_clip)
+                self.optimizer.step()
+                errors += float(imitation_loss.detach())
+        self._end_iteration()
+        return {"loss": total / max(1, steps), "final_loss": float(loss), "imitation_error": errors / max(1, steps)}
 
     @torch.no_grad()
     def optimize(self, problem: OptimizeeProblem, steps: int | None = None) -> torch.Tensor:

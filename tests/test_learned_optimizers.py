@@ -123,6 +123,30 @@ def test_unknown_meta_loss_is_refused_by_name():
         make("gated-lstm-optimizer", loss_weights="late")
 
 
+@pytest.mark.parametrize("name", ["lstm-optimizer", "gated-lstm-optimizer"])
+def test_imitation_follows_the_teacher_and_fits_its_steps(name):
+    learner = make(name, imitate="adam", teacher_lr=0.05, imitate_iters=40, meta_lr=0.01, unroll=3)
+    teacher = make("adam", lr=0.05)
+    learner.meta_iters = 41
+    errors = []
+    for i in range(40):
+        problem = toy_problem(horizon=6, seed=i)
+        out = learner.meta_train_step(OptimizeeBatch([problem]))
+        # off-policy: the training run is the teacher's own, whatever the learned rule proposed
+        assert out["final_loss"] == pytest.approx(float(teacher.optimize(problem)[-1]), rel=1e-5)
+        errors.append(out["imitation_error"])
+    assert sum(errors[-5:]) / 5 < 0.5 * sum(errors[:5]) / 5
+    # the meta-objective takes over after imitate_iters
+    assert "imitation_error" not in learner.meta_train_step(OptimizeeBatch([toy_problem(horizon=6, seed=99)]))
+
+
+def test_bad_imitation_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="imitate: 'lbfgs'"):
+        make("lstm-optimizer", imitate="lbfgs", teacher_lr=0.1)
+    with pytest.raises(ValueError, match="teacher_lr: None"):
+        make("gated-lstm-optimizer", imitate="nag")
+
+
 def test_zero_output_init_starts_as_the_zero_update():
     learner = make("lstm-optimizer")
     problem = toy_problem()
