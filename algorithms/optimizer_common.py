@@ -162,7 +162,11 @@ class UnrolledOptimizer(OptimizerLearner):
         if getattr(self.hparams, "loss_weights", "flat") not in ("flat", "ramp"):
             raise ValueError(f"loss_weights: {self.hparams.loss_weights!r} is not 'flat' or 'ramp'")
         self.teacher = None
-        if getattr(self.hparams, "imitate", None) is not None:
+        imitating, iters = getattr(self.hparams, "imitate", None) is not None, getattr(self.hparams, "imitate_iters", 0)
+        if imitating != (iters > 0):  # one without the other would silently do nothing
+            raise ValueError(f"imitate: {getattr(self.hparams, 'imitate', None)!r} with imitate_iters: {iters}: set "
+                             "both (a teacher and a number of iterations > 0) or neither")
+        if imitating:
             teachers = ("sgd", "rmsprop", "adam", "nag")
             if self.hparams.imitate not in teachers:
                 raise ValueError(f"imitate: {self.hparams.imitate!r} is not one of {', '.join(teachers)} (or null)")

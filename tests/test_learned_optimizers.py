@@ -142,9 +142,13 @@ def test_imitation_follows_the_teacher_and_fits_its_steps(name):
 
 def test_bad_imitation_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="imitate: 'lbfgs'"):
-        make("lstm-optimizer", imitate="lbfgs", teacher_lr=0.1)
+        make("lstm-optimizer", imitate="lbfgs", teacher_lr=0.1, imitate_iters=10)
     with pytest.raises(ValueError, match="teacher_lr: None"):
-        make("gated-lstm-optimizer", imitate="nag")
+        make("gated-lstm-optimizer", imitate="nag", imitate_iters=10)
+    with pytest.raises(ValueError, match="imitate: None with imitate_iters: 10"):
+        make("lstm-optimizer", imitate_iters=10)
+    with pytest.raises(ValueError, match="imitate: 'adam' with imitate_iters: 0"):
+        make("lstm-optimizer", imitate="adam", teacher_lr=0.03)
 
 
 def test_zero_output_init_starts_as_the_zero_update():
