@@ -33,6 +33,7 @@ class LSTMOptimizerHparams:
     imitate: str | None = None      # warm start: fit a hand-designed teacher's steps first (see UnrolledOptimizer)
     teacher_lr: float | None = None  # the teacher's learning rate (e.g. its tuned one)
     imitate_iters: int = 0          # meta-iterations spent imitating before the meta-objective takes over
+    imitate_lr: float | None = None  # Adam's constant learning rate while imitating (None: the meta_lr schedule)
     select_every: int = 50          # keep a snapshot every N meta-iterations; tune() keeps the best (0: the last)
     select_runs: int = 10           # validation optimizees that choose among the snapshots
 

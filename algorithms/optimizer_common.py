@@ -143,7 +143,9 @@ class UnrolledOptimizer(OptimizerLearner):
     "Training Stronger Baselines for Learning to Optimize" (NeurIPS 2020): for the first `imitate_iters`
     meta-iterations the training run follows the teacher (`imitate`: sgd, rmsprop, adam or nag at `teacher_lr`)
     and the learned rule, fed the same gradients, is fitted to the teacher's steps (squared error relative to the
-    step's size, by truncated BPTT through the rule's own state only); the meta-objective takes over after that.
+    step's size, by truncated BPTT through the rule's own state only), with Adam at `imitate_lr` (constant) or on
+    the meta_lr schedule; the meta-objective takes over after that, on the meta_lr schedule (which spans the whole
+    budget, imitation included).
     A rule that starts from a tuned hand-designed one does not have to discover step sizes from the zero update
     under a truncated (short-horizon-biased) objective.
 
@@ -267,7 +269,7 @@ class UnrolledOptimizer(OptimizerLearner):
         """One run along the teacher's trajectory, fitting the learned rule's steps to the teacher's."""
         h, teacher = self.hparams, self.teacher
         for group in self.optimizer.param_groups:
-            group["lr"] = self._meta_lr()
+            group["lr"] = h.imitate_lr if h.imitate_lr is not None else self._meta_lr()
         total, errors, steps = 0.0, 0.0, 0
         for problem in batch:
             theta = problem.flat_params()

@@ -140,6 +140,15 @@ def test_imitation_follows_the_teacher_and_fits_its_steps(name):
     assert "imitation_error" not in learner.meta_train_step(OptimizeeBatch([toy_problem(horizon=6, seed=99)]))
 
 
+def test_imitation_runs_at_its_own_learning_rate_then_the_schedule_resumes():
+    learner = make("lstm-optimizer", imitate="sgd", teacher_lr=0.1, imitate_iters=2, imitate_lr=0.02, meta_lr=0.01,
+                   lr_schedule="constant", unroll=3)
+    learner.meta_iters = 3
+    for expected in (0.02, 0.02, 0.01):
+        learner.meta_train_step(OptimizeeBatch([toy_problem(horizon=3)]))
+        assert learner.optimizer.param_groups[0]["lr"] == expected
+
+
 def test_bad_imitation_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="imitate: 'lbfgs'"):
         make("lstm-optimizer", imitate="lbfgs", teacher_lr=0.1, imitate_iters=10)
