@@ -2,10 +2,11 @@
 of mnist-base, a trained LSTM optimizer against Adam at its tuned learning rate (0.03, the grid search's choice).
 
 Train the optimizer first (one thread, about 15 minutes; the run of this folder):
-  metabench run --benchmark mnist-base --algorithm lstm-optimizer --profile cpu --seed 0 --set budget.cpus=1 \
+  metabench run --benchmark mnist-base --algorithm lstm-optimizer --profile cpu --seed 0 --set budget.cpus=1 $PAPER \
     --set lstm-optimizer.meta_loss=log --set lstm-optimizer.meta_lr=0.003 --set lstm-optimizer.unroll=10 --out RUN
 then, from the repository root:
   python results/reference/mnist/experiments/lstm-log-lr003-unroll10/step_sizes.py RUN
+($PAPER: the paper-recipe flags of the README's learned-optimizer section, the PAPER list below as --set flags.)
 The weights read are those after the last of the 150 meta-iterations (the test table evaluated iteration 100's).
 """
 import sys
@@ -17,7 +18,10 @@ from algorithms.optimizer_common import loss_and_gradient
 from bench import runner
 from bench.config import Config
 
-SETS = ["lstm-optimizer.meta_loss=log", "lstm-optimizer.meta_lr=0.003", "lstm-optimizer.unroll=10"]
+# the paper's recipe (the lstm-optimizer defaults when this ran; they now add a NAG-imitation warm start), then this run's
+PAPER = ["lstm-optimizer.imitate=null", "lstm-optimizer.imitate_iters=0", "lstm-optimizer.imitate_lr=null",
+         "lstm-optimizer.meta_loss=sum", "lstm-optimizer.meta_lr=0.01", "lstm-optimizer.select_every=50"]
+SETS = PAPER + ["lstm-optimizer.meta_loss=log", "lstm-optimizer.meta_lr=0.003", "lstm-optimizer.unroll=10"]
 if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "checkpoints").is_dir():
     sys.exit("usage: step_sizes.py RUN_DIR  (a run folder of the metabench run command in this file's docstring)")
 checkpoint = Path(sys.argv[1]) / "checkpoints" / "mnist-base__lstm-optimizer__seed0.pt"
