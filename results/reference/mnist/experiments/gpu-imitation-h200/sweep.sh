@@ -1,20 +1,9 @@
 #!/bin/bash
 # issue 5: the LSTM optimizer warm-started by imitating a tuned hand-designed optimizer (Chen et al. 2020), then
 # meta-trained; 16 cells side by side on a lent GPU at the cpu profile's budget (150 meta-iterations)
-cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 # usage: sweep.sh 1|2 (the two calls)
-# METABENCH_DATA: a folder holding mnist/MNIST/raw (the .gz files are enough); $OUT: where the tarball goes
-export PYTHONPATH=$PWD OMP_NUM_THREADS=1
-nvidia-smi --query-gpu=name --format=csv,noheader
-python -c "import torch; print(torch.__version__)"
-W=/tmp/sw; mkdir -p $W
-# the paper's recipe, the lstm-optimizer defaults when this ran (the defaults now add a NAG-imitation warm start)
-PAPER="--set lstm-optimizer.imitate=null --set lstm-optimizer.imitate_iters=0 --set lstm-optimizer.imitate_lr=null --set lstm-optimizer.meta_loss=sum --set lstm-optimizer.meta_lr=0.01 --set lstm-optimizer.select_every=50"
-run() { name=$1; seed=$2; shift 2
-  python -m bench run --benchmark mnist-base --algorithm lstm-optimizer --profile cpu --seed $seed --device cuda \
-    $PAPER --set budget.log_every=10 --set lstm-optimizer.select_every=25 "$@" --no-figures --no-progress \
-    --out $W/$name-s$seed > $W/$name-s$seed.log 2>&1 &
-}
+LOG_EVERY=10
+source "$(dirname "$0")/../_gpu_sweep.sh"
 ADAM="--set lstm-optimizer.imitate=adam --set lstm-optimizer.teacher_lr=0.03"
 NAG="--set lstm-optimizer.imitate=nag --set lstm-optimizer.teacher_lr=1.0"
 I() { echo "--set lstm-optimizer.imitate_iters=$1"; }
