@@ -175,6 +175,9 @@ class UnrolledOptimizer(OptimizerLearner):
             if not self.hparams.teacher_lr or self.hparams.teacher_lr <= 0:
                 raise ValueError(f"teacher_lr: {self.hparams.teacher_lr!r} must be a positive learning rate for "
                                  f"the {self.hparams.imitate} teacher")
+            if self.hparams.imitate_lr is not None and self.hparams.imitate_lr <= 0:
+                raise ValueError(f"imitate_lr: {self.hparams.imitate_lr!r} must be a positive learning rate (or null "
+                                 "for the meta_lr schedule)")
             import algorithms  # the registry imports this module: look the teacher up at construction time
             cls = algorithms.get(self.hparams.imitate)
             self.teacher = cls(self.problem, cls.Hparams(lr=self.hparams.teacher_lr), self.device, self.generators)
@@ -207,6 +210,10 @@ class UnrolledOptimizer(OptimizerLearner):
             return h.meta_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, self.iteration / self.meta_iters)))
         return h.meta_lr
 
+    def _set_meta_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def initial_state(self, theta: torch.Tensor) -> Any:
         raise NotImplementedError
 
@@ -223,8 +230,7 @@ class UnrolledOptimizer(OptimizerLearner):
         total, steps, grad_norms = 0.0, 0, []
         log_objective = getattr(h, "meta_loss", "sum") == "log"
         ramp = getattr(h, "loss_weights", "flat") == "ramp"
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._meta_lr()
+        self._set_meta_lr(self._meta_lr())
         for problem in batch:
             horizon = problem.horizon
             theta = problem.flat_params()
@@ -268,8 +274,7 @@ class UnrolledOptimizer(OptimizerLearner):
     def _imitation_step(self, batch: OptimizeeBatch, params: list[torch.Tensor]) -> dict[str, float]:
         """One run along the teacher's trajectory, fitting the learned rule's steps to the teacher's."""
         h, teacher = self.hparams, self.teacher
-        for group in self.optimizer.param_groups:
-            group["lr"] = h.imitate_lr if h.imitate_lr is not None else self._meta_lr()
+        self._set_meta_lr(h.imitate_lr if h.imitate_lr is not None else self._meta_lr())
         total, errors, steps = 0.0, 0.0, 0
         for problem in batch:
             theta = problem.flat_params()

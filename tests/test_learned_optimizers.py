@@ -156,6 +156,8 @@ def test_bad_imitation_settings_are_refused_by_name():
         make("gated-lstm-optimizer", imitate="nag", imitate_iters=10)
     with pytest.raises(ValueError, match="imitate: None with imitate_iters: 10"):
         make("lstm-optimizer", imitate_iters=10)
+    with pytest.raises(ValueError, match="imitate_lr: -0.01 must be a positive"):
+        make("lstm-optimizer", imitate="adam", teacher_lr=0.03, imitate_iters=10, imitate_lr=-0.01)
     with pytest.raises(ValueError, match="imitate: 'adam' with imitate_iters: 0"):
         make("lstm-optimizer", imitate="adam", teacher_lr=0.03)
 
