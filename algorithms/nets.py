@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from algorithms import native
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -86,7 +88,7 @@ class MLP(nn.Module):
         return F.linear(x, p["out.weight"], p["out.bias"]) if self.out is not None else x
 
 
-_PATCH_ROWS_PER_CHUNK = 20000  # see ConvBlock._conv_norm_pool_from_patches
+_PATCH_ROWS_PER_CHUNK = 20000  # see ConvBlock._first_layer
 
 
 def _inside_functorch_transform() -> bool:
@@ -121,23 +123,22 @@ class ConvBlock(nn.Module):
 
     def forward_with(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if self.conv.in_channels <= 3 and x.device.type == "cpu":
-            x = self._conv_norm_pool_from_patches(p, x)
+            return self._first_layer(p, x)
+        x = F.conv2d(x, p["conv.weight"], None, stride=self.conv.stride, padding=1)
+        norm = self.norm  # running_mean is None when transductive: batch statistics in train and eval mode
+        if _inside_functorch_transform() and self._batch_stats():
+            # under torch.func (MAML's `task_batching: vmap`) F.batch_norm's second derivative came out wrong
+            # (torch 2.14; tests/test_maml_gradients.py), and the memory layout cannot be changed
+            x = _batch_norm_by_hand(x, p["norm.weight"], p["norm.bias"], norm.eps)
         else:
-            x = F.conv2d(x, p["conv.weight"], None, stride=self.conv.stride, padding=1)
-            norm = self.norm  # running_mean is None when transductive: batch statistics in train and eval mode
-            if _inside_functorch_transform() and self._batch_stats():
-                # under torch.func (MAML's `task_batching: vmap`) F.batch_norm's second derivative came out wrong
-                # (torch 2.14; tests/test_maml_gradients.py), and the memory layout cannot be changed
-                x = _batch_norm_by_hand(x, p["norm.weight"], p["norm.bias"], norm.eps)
-            else:
-                # channels-last: CPU batch norm and max-pool are several times faster in it (convolutions a bit)
-                x = x.contiguous(memory_format=torch.channels_last)
-                x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
-                                 training=self._batch_stats(), momentum=norm.momentum, eps=norm.eps)
-            # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
-            # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
-            if self.pool:
-                x = F.max_pool2d(x, 2)
+            # channels-last: CPU batch norm and max-pool are several times faster in it (convolutions a bit)
+            x = x.contiguous(memory_format=torch.channels_last)
+            x = F.batch_norm(x, norm.running_mean, norm.running_var, p["norm.weight"], p["norm.bias"],
+                             training=self._batch_stats(), momentum=norm.momentum, eps=norm.eps)
+        # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the
+        # elements, which matters on CPUs where these memory-bound ops cost as much as the convolutions.
+        if self.pool:
+            x = F.max_pool2d(x, 2)
         # in place: nothing keeps the pre-activation (pooling and batch norm save their inputs, not their outputs),
         # and on a CPU every full-size pass over memory counts
         return F.relu(x, inplace=True)
@@ -145,37 +146,40 @@ class ConvBlock(nn.Module):
     def _batch_stats(self) -> bool:
         return self.training or self.norm.running_mean is None
 
-    def _conv_norm_pool_from_patches(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """conv + batch norm (+ max-pool) of a first layer (1-3 input channels) as one matrix product, on the CPU.
+    def _first_layer(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """conv + batch norm (+ max-pool) + ReLU of a first layer (1-3 input channels) on the CPU, as one matrix
+        product or, pooled, one compiled kernel.
 
         The convolution is linear in each pixel's 3x3 patch, so the batch statistics of its output follow from
         the patches' mean μ and covariance Σ: mean_c = w_c·μ, var_c = w_cᵀ Σ w_c. Batch norm then folds into the
         weights (w_c·γ_c/σ_c) and a bias, and the full-resolution activations are written once, directly in
         channels-last order, instead of passing through separate convolution and normalisation kernels (and
-        their backward passes) — the most expensive part of a Conv-4 on a CPU. Equal to conv → batch norm up to
-        float rounding (tests/test_nets.py).
+        their backward passes) — the most expensive part of a Conv-4 on a CPU. With pooling, the C kernel of
+        algorithms/native.py goes further and never writes them at all. Equal to conv → batch norm → ReLU (→ pool)
+        up to float rounding (tests/test_nets.py, tests/test_native.py).
         """
         n, cin, height, width = x.shape
         stride = self.conv.stride[0]
         out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
         k = cin * 9
-        # each patch with a trailing 1, so the bias rides in the matrix product: addmm's bias would first be
-        # broadcast-copied into the full-resolution output (a slow extra pass over it), and its gradient would be a
-        # separate sum over that output; here both come out of the one product and its weight gradient
-        unfolded = F.unfold(x, 3, padding=1, stride=stride).transpose(1, 2)
-        patches = torch.cat((unfolded, unfolded.new_ones(n, unfolded.shape[1], 1)), dim=2).view(-1, k + 1)
         weight = p["conv.weight"].reshape(self.conv.out_channels, k)
+        kernel = self.pool and native.covers(x, p["conv.weight"])  # the compiled kernel does this layer
+        # the 3x3 patches as rows [n * rows, k]; the kernel needs only their moments, and computes those itself
+        unfolded = None if kernel else F.unfold(x, 3, padding=1, stride=stride).transpose(1, 2).reshape(-1, k)
         norm = self.norm
         if self._batch_stats():
             with torch.autocast(x.device.type, enabled=False):  # batch statistics stay float32 under autocast
                 with torch.no_grad():  # the input needs no gradient, so neither do its moments
-                    mu = patches[:, :k].mean(0)
-                    centred = patches[:, :k] - mu
-                    cov = centred.t() @ centred / patches.shape[0]
+                    if kernel:
+                        mu, cov = native.patch_moments(x)
+                    else:
+                        mu = unfolded.mean(0)
+                        centred = unfolded - mu
+                        cov = centred.t() @ centred / unfolded.shape[0]
                 mean, var = weight @ mu, ((weight @ cov) * weight).sum(1)
             if self.training and norm.running_mean is not None:
                 with torch.no_grad():
-                    count = patches.shape[0]
+                    count = n * out_h * out_w
                     norm.running_mean.lerp_(mean.detach(), norm.momentum)
                     norm.running_var.lerp_(var.detach() * count / max(1, count - 1), norm.momentum)
                     norm.num_batches_tracked.add_(1)
@@ -185,9 +189,16 @@ class ConvBlock(nn.Module):
         # a contiguous [k + 1, c] right operand (torch.cat writes a new one) makes autograd take the weight gradient
         # as patchesᵀ @ grad, several times faster on a CPU than the (grad ᵀ @ patches)ᵀ it picks for a transposed view
         folded = torch.cat(((weight * scale[:, None]).t(), (p["norm.bias"] - mean * scale)[None]), dim=0)
+        if kernel:
+            # each 2x2 window's four products, their maximum and the ReLU in registers
+            return native.pooled_patch_relu(x, folded)
+        # each patch with a trailing 1, so the bias rides in the matrix product: addmm's bias would first be
+        # broadcast-copied into the full-resolution output (a slow extra pass over it), and its gradient would be a
+        # separate sum over that output; here both come out of the one product and its weight gradient
+        patches = torch.cat((unfolded, unfolded.new_ones(unfolded.shape[0], 1)), dim=1)
         rows = out_h * out_w
         if not self.pool:
-            return (patches @ folded).view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+            return F.relu((patches @ folded).view(n, out_h, out_w, -1).permute(0, 3, 1, 2), inplace=True)
         # Pooled a few images at a time: the full-resolution activations are the largest tensors of the network
         # (15 MB for 75 Omniglot images), and each pass over them (product, pool, the pool's zero-filled gradient,
         # the weight gradient) runs at memory speed; chunks of ~20,000 rows can stay in cache between the passes.
@@ -196,7 +207,8 @@ class ConvBlock(nn.Module):
         pooled = [F.max_pool2d((patches[start * rows:(start + per_chunk) * rows] @ folded)
                                .view(-1, out_h, out_w, folded.shape[1]).permute(0, 3, 1, 2), 2)
                   for start in range(0, n, per_chunk)]
-        return pooled[0] if len(pooled) == 1 else torch.cat(pooled)
+        # max-pool before ReLU: the same result as ReLU-then-pool (ReLU is monotone) on a quarter of the elements
+        return F.relu(pooled[0] if len(pooled) == 1 else torch.cat(pooled), inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with({k: v for k, v in self.named_parameters()}, x)
