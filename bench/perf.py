@@ -22,6 +22,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 import algorithms
+from algorithms import native
 from algorithms.base import BatchRequest
 from bench.config import Config
 from bench.episodes import ClassificationSource, named_generators
@@ -150,8 +151,10 @@ def run(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | N
                             repeats)
     add("reference: per-task MAML loop (textbook Conv-4)", "tasks/s", ref, TASKS, ref, TASKS,
         "second order, meta-batch 32, 1 inner step, 15 queries/class")
+    kernel = "on" if device == "cpu" and native.library() is not None else "off"
     add("maml meta-gradient (Conv-4, 64 filters)", "tasks/s", ours, TASKS, ref, TASKS,
-        f"task batching: {maml._batching()}; same settings as the reference")
+        f"task batching: {maml._batching()}; first-layer C kernel (algorithms/native.py): {kernel}; same settings "
+        f"as the reference")
     if device != "cpu":  # on a GPU, vectorising across tasks may win: measure it beside the default
         for batching in ("vmap", "loop"):
             alt = build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1,
