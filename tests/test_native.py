@@ -139,6 +139,7 @@ def test_kernel_is_not_used_where_it_does_not_apply():
     assert not native.covers(x, weight.double())                               # one element type
     assert not native.covers(torch.rand(2, 4, 28, 28), torch.zeros(64, 4, 3, 3))  # at most 3 input channels
     assert not native.covers(x, torch.zeros(40, 1, 3, 3))                      # channels in steps of 16
+    assert not native.covers(x.clone().requires_grad_(), weight)               # a gradient for the images
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not native.covers(x, weight)                                     # autocast computes in bf16
     seen = []
