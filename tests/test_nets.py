@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from algorithms import nets
+from algorithms import native, nets
 
 
 def textbook(net: nets.Conv4) -> nn.Module:
@@ -17,7 +17,11 @@ def textbook(net: nets.Conv4) -> nn.Module:
                                         ("conv4-reptile-omniglot", (1, 28, 28)), ("conv4-maml-mini", (3, 84, 84))])
 @pytest.mark.parametrize("transductive", [True, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_fast_forward_and_gradients_equal_the_textbook_network(name, shape, transductive, training):
+@pytest.mark.parametrize("first_layer", ["compiled kernel where it applies", "PyTorch"])
+def test_fast_forward_and_gradients_equal_the_textbook_network(monkeypatch, name, shape, transductive, training,
+                                                               first_layer):
+    if first_layer == "PyTorch":  # the path taken without a C compiler (algorithms/native.py)
+        monkeypatch.setattr(native, "covers", lambda x, weight: False)
     net = nets.build(name, shape, 0, torch.Generator().manual_seed(0), transductive=transductive).double()
     reference = textbook(net)
     x = torch.rand(6, *shape, dtype=torch.float64)
@@ -51,6 +55,7 @@ def test_first_layer_pooled_in_chunks_equals_the_textbook_network(monkeypatch):
     """Batches larger than one chunk of the first layer's patch product (here 3 chunks of 2 images) pool each
     chunk separately; forward and gradients still equal conv -> batch norm -> ReLU -> max-pool on the whole batch."""
     monkeypatch.setattr(nets, "_PATCH_ROWS_PER_CHUNK", 2 * 28 * 28)
+    monkeypatch.setattr(native, "covers", lambda x, weight: False)  # the chunks are the PyTorch path's
     net = nets.build("conv4", (1, 28, 28), 0, torch.Generator().manual_seed(0), transductive=True).double()
     x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
     fast = net.features(x)
