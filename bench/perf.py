@@ -226,6 +226,9 @@ def command(args) -> int:
     if args.repeats < 5:
         print("metabench: perf reports medians of at least 5 repeats; using 5", file=sys.stderr)
     print(f"metabench perf: {BENCHMARK}, meta-batch {TASKS}, {QUERY} queries/class", file=sys.stderr)
+    if args.device == "cpu":  # built here, before any timing, if this is its first use
+        state = "on" if native.library() is not None else "off: the PyTorch path (no C compiler, or METABENCH_NATIVE=0)"
+        print(f"  first-layer C kernel (algorithms/native.py): {state}", file=sys.stderr)
     table = run(max(5, args.repeats), args.device, autocast=args.autocast)
     out.mkdir(parents=True, exist_ok=True)
     from bench.rundir import atomic_write_csv
