@@ -80,39 +80,6 @@ static inline void four_products(REAL patch[4][MAX_K], const REAL *restrict a, i
     sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
 }
 
-int pooled_patch_forward(const REAL *restrict x, int64_t n, int cin, int h, int w, const REAL *restrict a, int c,
-                         REAL *restrict pooled, uint8_t *restrict arg) {
-    int k = 9 * cin, ho = h / 2, wo = w / 2;
-    REAL *padded = malloc(sizeof(REAL) * (size_t)cin * (h + 2) * (w + 2));
-    if (!padded) return 1;
-    REAL patch[4][MAX_K];
-    vf sums[4];
-    for (int64_t b = 0; b < n; b++) {
-        pad_image(x + b * cin * h * w, cin, h, w, padded);
-        for (int i = 0; i < ho; i++)
-            for (int j = 0; j < wo; j++) {
-                int64_t at = ((b * ho + i) * wo + j) * c;
-                window_patches(padded, cin, h, w, i, j, patch);
-                for (int q = 0; q < c; q += LANES) {
-                    four_products(patch, a, k, c, q, sums);
-                    vf best = sums[0];
-                    vi won = best != best;  /* all zero: position 0 */
-                    for (int o = 1; o < 4; o++) {
-                        vi better = sums[o] > best;  /* strictly: the first position wins a tie */
-                        best = blend(better, sums[o], best);
-                        won = (won & ~better) | (better & o);
-                    }
-                    vi positive = best > (REAL)0;
-                    won = (won & positive) | (~positive & CLIPPED);
-                    store(pooled + at + q, (vf)((vi)best & positive));
-                    *(vb *)(arg + at + q) = __builtin_convertvector(won, vb);
-                }
-            }
-    }
-    free(padded);
-    return 0;
-}
-
 /* One image's share of the weight gradient, added to grad_a. With cin (and so k) a compile-time constant the
  * LANES-wide sums of all k + 1 rows stay in vector registers across the image's windows. */
 static inline __attribute__((always_inline)) void weight_grad_image(
@@ -167,10 +134,11 @@ int pooled_patch_weight_grad(const REAL *restrict x, int64_t n, int cin, int h, 
     return 0;
 }
 
-/* out[window, q] = (the winning patch of channel q, with its bias 1) . bmat[:, q]: the adjoint of the weight
- * gradient (0 where CLIPPED) */
-int pooled_patch_gather(const REAL *restrict x, int64_t n, int cin, int h, int w, const uint8_t *restrict arg,
-                        const REAL *restrict bmat, int c, REAL *restrict out) {
+/* Each window's four products with a[:, q:q + LANES], then either the ReLU of their maximum, recording the winner
+ * (fixed_winners 0: the forward), or the product of the recorded winner, 0 where CLIPPED (fixed_winners 1: the
+ * adjoint of the weight gradient). One loop for both, so they cannot drift apart. */
+static int window_products(const REAL *restrict x, int64_t n, int cin, int h, int w, const REAL *restrict a, int c,
+                           REAL *restrict out, uint8_t *restrict arg, int fixed_winners) {
     int k = 9 * cin, ho = h / 2, wo = w / 2;
     REAL *padded = malloc(sizeof(REAL) * (size_t)cin * (h + 2) * (w + 2));
     if (!padded) return 1;
@@ -183,17 +151,43 @@ int pooled_patch_gather(const REAL *restrict x, int64_t n, int cin, int h, int w
                 int64_t at = ((b * ho + i) * wo + j) * c;
                 window_patches(padded, cin, h, w, i, j, patch);
                 for (int q = 0; q < c; q += LANES) {
-                    four_products(patch, bmat, k, c, q, sums);
-                    vi won = load_arg(arg + at + q);
-                    vf picked = blend(won == 1, sums[1], sums[0]);
-                    picked = blend(won == 2, sums[2], picked);
-                    picked = blend(won == 3, sums[3], picked);
-                    store(out + at + q, (vf)((vi)picked & (won != CLIPPED)));
+                    four_products(patch, a, k, c, q, sums);
+                    if (fixed_winners) {
+                        vi won = load_arg(arg + at + q);
+                        vf picked = blend(won == 1, sums[1], sums[0]);
+                        picked = blend(won == 2, sums[2], picked);
+                        picked = blend(won == 3, sums[3], picked);
+                        store(out + at + q, (vf)((vi)picked & (won != CLIPPED)));
+                        continue;
+                    }
+                    vf best = sums[0];
+                    vi won = best != best;  /* all zero: position 0 */
+                    for (int o = 1; o < 4; o++) {
+                        vi better = sums[o] > best;  /* strictly: the first position wins a tie */
+                        best = blend(better, sums[o], best);
+                        won = (won & ~better) | (better & o);
+                    }
+                    vi positive = best > (REAL)0;
+                    won = (won & positive) | (~positive & CLIPPED);
+                    store(out + at + q, (vf)((vi)best & positive));
+                    *(vb *)(arg + at + q) = __builtin_convertvector(won, vb);
                 }
             }
     }
     free(padded);
     return 0;
+}
+
+int pooled_patch_forward(const REAL *restrict x, int64_t n, int cin, int h, int w, const REAL *restrict a, int c,
+                         REAL *restrict pooled, uint8_t *restrict arg) {
+    return window_products(x, n, cin, h, w, a, c, pooled, arg, 0);
+}
+
+/* out[window, q] = (the winning patch of channel q, with its bias 1) . bmat[:, q]: the adjoint of the weight
+ * gradient (0 where CLIPPED) */
+int pooled_patch_gather(const REAL *restrict x, int64_t n, int cin, int h, int w, const uint8_t *restrict arg,
+                        const REAL *restrict bmat, int c, REAL *restrict out) {
+    return window_products(x, n, cin, h, w, bmat, c, out, (uint8_t *)arg, 1);
 }
 
 /* Sums over all h x w positions of each patch entry and of each product of two entries (stride 1, zero padding):
