@@ -64,6 +64,25 @@ def names(pattern: str = "*") -> list[str]:
     return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
 
 
+def plugin_info() -> list[dict[str, str | None]]:
+    """Registered algorithms that are not built in: name, module, and the installed distribution providing it
+    with its version (None for a module on PYTHONPATH that no distribution owns). Recorded in every manifest,
+    because a plugin's version changes results as much as the suite's own commit does."""
+    from importlib.metadata import packages_distributions, version
+
+    owners = packages_distributions()
+    info = []
+    for name, cls in _REGISTRY.items():
+        module = cls.__module__
+        if module == "algorithms" or module.startswith("algorithms."):
+            continue
+        dists = owners.get(module.split(".")[0], [])
+        dist = dists[0] if dists else None
+        info.append({"name": name, "module": module, "distribution": dist,
+                     "version": version(dist) if dist else None})
+    return info
+
+
 def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
     """Import entry points of group `metabench.algorithms` and the given modules; each registers itself."""
     from importlib.metadata import entry_points

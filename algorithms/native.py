@@ -87,6 +87,29 @@ def _build(target: Path, flags: list[str]) -> None:
             os.unlink(tmp)
 
 
+def build_info() -> dict:
+    """What a run's manifest records about the kernel (results differ with and without it, by float rounding):
+    whether it is switched on, whether it could be built here, and what it was built with and for."""
+    enabled = os.environ.get("METABENCH_NATIVE", "1") != "0"
+    info = {"enabled": enabled, "available": bool(enabled and library(torch.float32) is not None),
+            "compiler": _build_details.get("compiler"), "flags": _build_details.get("flags"),
+            "cpu_features": _cpu_features(), "library": _build_details.get("library"),
+            "error": _build_details.get("error")}
+    return info
+
+
+def _cpu_features() -> list[str]:
+    """The CPU's vector-instruction flags that decide what -march=native (and so the kernel) compiles to."""
+    signature = _cpu_signature()
+    flags = next((line.split(":", 1)[1].split() for line in signature.splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    return sorted(f for f in set(flags) if f.startswith(("avx", "fma", "amx", "sse4", "neon", "asimd", "sve")))
+
+
+_build_details: dict = {}
+calls = 0   # forward calls of the kernel in this process; a cell compares it before and after (bench/runner.py)
+
+
 def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL | None:
     """The kernel compiled for `dtype` (float32 or float64), built on first use; None where it cannot be had (see
     the module docstring)."""
@@ -106,7 +129,10 @@ def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL | None:
                 if not target.exists():
                     _build(target, flags)
                 found = _declare(ctypes.CDLL(str(target)))
+                _build_details.update(compiler=version.splitlines()[0] if version else _compiler(),
+                                      flags=" ".join(FLAGS), library=target.name)
             except Exception as error:  # no compiler, build error, unwritable cache: the PyTorch path still works
+                _build_details.update(error=f"{type(error).__name__}: {error}".splitlines()[0])
                 warnings.warn(f"metabench: the first-layer C kernel ({SOURCE.name}) is not available ({error}); "
                               f"using the slower PyTorch path. Install a C compiler (or set CC) to get it, or set "
                               f"METABENCH_NATIVE=0 to silence this.", RuntimeWarning, stacklevel=2)
@@ -141,6 +167,8 @@ def pooled_patch_relu(x: torch.Tensor, folded: torch.Tensor) -> torch.Tensor:
     """relu(max_pool2d(conv3x3(x) with batch norm folded in, 2)) for a first layer: `folded` is [9 * cin + 1, c],
     the weights in F.unfold's patch order with the bias as last row. Returns [n, c, h // 2, w // 2] in channels-last
     memory. Differentiable (to any order) in `folded`; x is data and gets no gradient."""
+    global calls
+    calls += 1
     return _Forward.apply(folded, x.detach().contiguous())
 
 

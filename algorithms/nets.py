@@ -173,9 +173,14 @@ class ConvBlock(nn.Module):
                     if kernel:
                         mu, cov = native.patch_moments(x)
                     else:
-                        mu = unfolded.mean(0)
-                        centred = unfolded - mu
-                        cov = centred.t() @ centred / unfolded.shape[0]
+                        # in float64, as the kernel sums them: a float32 covariance is a sum over thousands of
+                        # rows whose rounding depends on the BLAS kernel's blocking (AVX2 vs AVX-512), and its
+                        # ~1e-5 relative error moved every output of a channel by up to 5e-5 on some CPUs
+                        rows = unfolded.double()
+                        mu = rows.mean(0)
+                        centred = rows - mu
+                        cov = (centred.t() @ centred / rows.shape[0]).to(unfolded.dtype)
+                        mu = mu.to(unfolded.dtype)
                 mean, var = weight @ mu, ((weight @ cov) * weight).sum(1)
             if self.training and norm.running_mean is not None:
                 with torch.no_grad():

@@ -57,17 +57,28 @@ def utc_now() -> str:
 
 
 def git_commit(repo: Path | None = None) -> dict[str, Any]:
+    """The checkout's commit, its date, and whether (and in which tracked files) the working tree differs from it."""
     repo = repo or Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-        date = subprocess.run(["git", "show", "-s", "--format=%cI", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        # tracked files only: a run's own output folder or a scratch file must not mark the code as changed
+        changed = git("diff", "--name-only", "HEAD").splitlines()
+        date = git("show", "-s", "--format=%cI", "HEAD")
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "commit_date": None}
-    return {"commit": commit or None, "dirty": dirty if commit else None, "commit_date": date or None}
+        commit = ""
+    if not commit:  # an installed wheel, or no git: say so rather than guess
+        return {"commit": None, "dirty": None, "dirty_files": None, "commit_date": None}
+    return {"commit": commit, "dirty": bool(changed), "dirty_files": changed, "commit_date": date or None}
+
+
+# environment variables that change speed or float results: thread pools, their wait policy, malloc tuning
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES", "MKL_NUM_THREADS",
+                    "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "KMP_AFFINITY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT",
+                    "METABENCH_MALLOC", "METABENCH_NATIVE")
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -79,6 +90,29 @@ def environment(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def provenance() -> dict[str, Any]:
+    """What besides the code and the configuration decides a run's numbers or speed (DESIGN.md "Results are
+    data"): the machine, thread settings, the malloc tuning, the native kernel's build, and plugins."""
+    import algorithms
+    import torch
+    from algorithms import native
+    from bench import allocator
+
+    return {"hostname": platform.node(), "cpu_model": _cpu_model(), "logical_cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "thread_env": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+            "malloc_tuned": allocator.keep_freed_memory(), "native_kernel": native.build_info(),
+            "plugins": algorithms.plugin_info()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
 
 
 class RunDir:

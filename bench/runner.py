@@ -26,13 +26,14 @@ import torch
 from tqdm.auto import tqdm
 
 import algorithms
+from algorithms import native
 from algorithms.base import Episode, Learner
 from bench import data as datasets
 from bench import stats
 from bench.config import AUTOCAST_CHOICES, Cell, Config
 from bench.episodes import EpisodeDigest, digest, named_generators
 from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, atomic_write_text,
-                          environment, git_commit, new_run_id, pid_alive, utc_now)
+                          environment, git_commit, new_run_id, provenance, pid_alive, utc_now)
 
 STREAMS = ("init", "train_episodes", "validation", "algorithm")
 
@@ -78,6 +79,7 @@ class CellResult:
     trained_in: str = ""   # the cell whose identical meta-training this cell loaded (see shared_training_path)
     tables: dict[str, list[dict]] = field(default_factory=dict)  # learner diagnostics -> <name>.csv
     traceback: str = ""
+    native_kernel_used: bool = False  # the first-layer C kernel ran in this cell (float rounding differs without)
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the cell itself (which the manifest holds), for cells/<key>.json."""
@@ -353,9 +355,11 @@ def run_cell(cell: Cell, data_root: str | None = None, device: str = "cpu", chec
              progress: bool = True) -> CellResult:
     """Train and evaluate one cell. Never raises for a failing cell: the error goes into the result."""
     result = CellResult(cell)
+    kernel_calls = native.calls
     try:
         with cell_threads(cell.budget.get("cpus")):
             _train_and_evaluate(cell, data_root, device, checkpoint_dir, progress, result)
+        result.native_kernel_used = native.calls > kernel_calls
     except (KeyboardInterrupt, RunInterrupted):
         raise
     except Exception as exc:  # the cell fails, the suite goes on; the reason is kept in summary.csv
@@ -467,6 +471,7 @@ def manifest(cells: list[Cell], results: list[CellResult], meta: dict[str, Any])
                         "status": r.status if r else "pending", "error": r.error if r else "",
                         "test_episode_digest": r.digest if r else "", "tuned": r.tuned if r else {},
                         "resumed_from_iteration": r.resumed_from if r else 0,
+                        "native_kernel_used": r.native_kernel_used if r else None,
                         "seed_streams": list(STREAMS)})
     return {**meta, "cells": entries}
 
@@ -531,7 +536,7 @@ def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profil
         results = finished_results(run, cells) if resume else {}
         meta = {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
                 "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
-                "environment": environment(device), "data_root": str(datasets.data_root(data_root)),
+                "environment": environment(device), "provenance": provenance(), "data_root": str(datasets.data_root(data_root)),
                 "invocation": invocation or {}, "started": previous.get("started", utc_now()),
                 "resumed": previous.get("resumed", []) + ([utc_now()] if resume else []), "finished": None}
         order = {c.key: i for i, c in enumerate(cells)}

@@ -1,5 +1,7 @@
 """The compiled first-layer kernel (algorithms/native.py) equals the plain PyTorch path it replaces — forward,
 gradient and second derivative, MAML's meta-gradient included — and the suite still works without it."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from algorithms import native, nets
 from test_maml_gradients import image_batch, image_learner, loop_meta_gradient
 
 needs_kernel = pytest.mark.skipif(native.library(torch.float32) is None or native.library(torch.float64) is None,
-                                  reason="no C compiler: the kernel cannot be built here")
+                                  reason="the kernel is off (METABENCH_NATIVE=0) or cannot be built here (no C compiler)")
 
 
 @pytest.fixture
@@ -44,11 +46,13 @@ def images(n: int, cin: int, size: int, binary: bool, dtype=torch.float32) -> to
     return ((x > 0.7) if binary else x).to(dtype)
 
 
-def assert_close_to_scale(actual, expected, tolerance=1e-5):
+def assert_close_to_scale(actual, expected, tolerance=1e-5, label=""):
     """Equal up to float32 rounding: no entry further from the expected than `tolerance` x its largest entry (a
-    per-entry relative test fails on entries that are sums cancelling to nearly zero)."""
+    per-entry relative test fails on entries that are sums cancelling to nearly zero). On the development machine
+    both paths stay within 3e-6 of float64 on these blocks (on an AMD EPYC the kernel was 8e-7 off and the PyTorch
+    path 4.9e-5, before its batch statistics were summed in float64)."""
     error = (actual - expected).abs().max().item()
-    assert error <= tolerance * expected.abs().max().item(), f"max error {error:.3g}, largest entry " \
+    assert error <= tolerance * expected.abs().max().item(), f"{label}: max error {error:.3g}, largest entry " \
         f"{expected.abs().max().item():.3g}"
 
 
@@ -63,21 +67,33 @@ def derivatives(block: nets.ConvBlock, x: torch.Tensor):
 
 
 @needs_kernel
-@pytest.mark.parametrize("dtype,cin,size,binary", [
-    (torch.float64, 1, 28, False), (torch.float64, 3, 20, False), (torch.float64, 1, 11, True),
-    (torch.float32, 1, 28, True), (torch.float32, 3, 20, True)])
-def test_kernel_equals_the_pytorch_path_to_second_order(pytorch_path, dtype, cin, size, binary):
-    block, x = first_block(cin, dtype=dtype), images(6, cin, size, binary, dtype)
+@pytest.mark.parametrize("cin,size,binary", [(1, 28, False), (3, 20, False), (1, 11, True)])
+def test_kernel_equals_the_pytorch_path_to_second_order_in_float64(pytorch_path, cin, size, binary):
+    block, x = first_block(cin, dtype=torch.float64), images(6, cin, size, binary, torch.float64)
     assert native.covers(x, block.conv.weight)
     fast = derivatives(block, x)
     with pytorch_path:
         slow = derivatives(block, x)
-    torch.testing.assert_close(fast[0], slow[0])
-    for a, b in zip(fast[1] + fast[2], slow[1] + slow[2]):
-        if dtype == torch.float64:
-            torch.testing.assert_close(a, b)
-        else:
-            assert_close_to_scale(a, b)
+    for a, b in zip([fast[0], *fast[1], *fast[2]], [slow[0], *slow[1], *slow[2]]):
+        torch.testing.assert_close(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cin,size", [(1, 28), (3, 20)])
+def test_both_float32_paths_are_within_rounding_of_float64_to_second_order(pytorch_path, cin, size):
+    """Each float32 path against the float64 evaluation of the same block, never one float32 path against the
+    other: which of two float32 results is nearer the truth depends on the CPU's and BLAS's summation order."""
+    block, x = first_block(cin), images(6, cin, size, binary=True)
+    exact = derivatives(copy.deepcopy(block).double(), x.double())
+    fast = derivatives(block, x)
+    with pytorch_path:
+        slow = derivatives(block, x)
+        exact_slow = derivatives(copy.deepcopy(block).double(), x.double())
+    for name, result in (("kernel", fast), ("PyTorch path", slow)):
+        for i, (a, b, c) in enumerate(zip([result[0], *result[1], *result[2]], [exact[0], *exact[1], *exact[2]],
+                                          [exact_slow[0], *exact_slow[1], *exact_slow[2]])):
+            torch.testing.assert_close(b, c)  # the two paths agree in float64 (so either is "the" reference)
+            assert_close_to_scale(a.double(), b, label=f"{name}, output {i}")
 
 
 @needs_kernel
@@ -106,12 +122,14 @@ def test_the_kernels_derivatives_pass_gradcheck():
 def test_kernel_equals_the_textbook_layers():
     """conv (no bias) -> batch norm -> ReLU -> max-pool as separate torch modules, Omniglot-like binary images."""
     block, x = first_block(1), images(10, 1, 28, binary=True)
-    textbook = nn.Sequential(block.conv, block.norm, nn.ReLU(), nn.MaxPool2d(2))
-    fast, slow = block(x), textbook(x)
-    torch.testing.assert_close(fast, slow)
-    params = list(block.parameters())
-    for a, b in zip(torch.autograd.grad(fast.square().sum(), params), torch.autograd.grad(slow.square().sum(), params)):
-        assert_close_to_scale(a, b)
+    exact = copy.deepcopy(block).double()
+    textbook = nn.Sequential(exact.conv, exact.norm, nn.ReLU(), nn.MaxPool2d(2))  # in float64: the reference
+    fast, slow = block(x), textbook(x.double())
+    assert_close_to_scale(fast.double(), slow, label="output")
+    params, exact_params = list(block.parameters()), list(exact.parameters())
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), params),
+                    torch.autograd.grad(slow.square().sum(), exact_params)):
+        assert_close_to_scale(a.double(), b, label="gradient")
 
 
 @needs_kernel
@@ -148,20 +166,23 @@ def test_kernel_is_not_used_where_it_does_not_apply():
 
 
 def test_without_a_compiler_the_pytorch_path_is_used_with_one_warning(monkeypatch, tmp_path):
+    monkeypatch.delenv("METABENCH_NATIVE", raising=False)  # the suite may run with the kernel switched off
     monkeypatch.setattr(native, "_libraries", {})
     monkeypatch.setenv("METABENCH_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    block, x = first_block(1), images(3, 1, 28, binary=False)
+    block, x = first_block(1), images(3, 1, 28, binary=True)
     with pytest.warns(RuntimeWarning, match=r"pooled_patch_kernel\.c.*not available.*C compiler.*METABENCH_NATIVE=0"):
         assert native.library(torch.float32) is None
     assert not native.covers(x, block.conv.weight)
     out = block(x)  # the PyTorch path, no second warning
-    textbook = nn.Sequential(block.conv, block.norm, nn.ReLU(), nn.MaxPool2d(2))
-    torch.testing.assert_close(out, textbook(x))
+    exact = copy.deepcopy(block).double()
+    textbook = nn.Sequential(exact.conv, exact.norm, nn.ReLU(), nn.MaxPool2d(2))
+    assert_close_to_scale(out.double(), textbook(x.double()), label="output")
     assert not list(tmp_path.glob("native/*.so"))
 
 
 def test_a_failed_build_leaves_no_library_behind(monkeypatch, tmp_path):
+    monkeypatch.delenv("METABENCH_NATIVE", raising=False)
     monkeypatch.setattr(native, "_libraries", {})
     monkeypatch.setenv("METABENCH_CACHE", str(tmp_path))
     broken = tmp_path / "cc"
