@@ -1,121 +1,33 @@
-"""The algorithm registry: `@register("name")` on a Learner subclass; `get(name)`; `names(pattern)`.
+"""metabench's algorithms: importing the package registers every built-in one (the registry itself is in
+algorithms/_registry.py: `@register("name")`, `get(name)`, `names(pattern)`, plugins).
 
-Built-in algorithms register themselves when their module is imported below. Third-party packages add
-theirs through the entry-point group `metabench.algorithms` (loaded by `load_plugins()`), or a module given
-with `metabench run --plugin MODULE`.
+Built-in algorithms register themselves when their module is imported below: adding one is its file plus one
+line here. Third-party packages add theirs through the entry-point group `metabench.algorithms` (loaded by
+`load_plugins()`), or a module given with `metabench run --plugin MODULE`.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import importlib
-from typing import Callable, TypeVar
-
-from algorithms.base import Learner
-
-_REGISTRY: dict[str, type[Learner]] = {}
-T = TypeVar("T", bound=type[Learner])
-
-
-class UnknownNameError(KeyError):
-    """An unknown algorithm, backbone or figure name; the message suggests close matches."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we want it verbatim
-        return str(self.args[0])
-
-
-
-def register(name: str) -> Callable[[T], T]:
-    """Class decorator: make a Learner subclass available under `name` (unique)."""
-
-    def decorator(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            other = _REGISTRY[name]
-            raise ValueError(f"algorithm name {name!r} is already registered by {other.__module__}."
-                             f"{other.__qualname__}; pick another name for {cls.__module__}.{cls.__qualname__}")
-        if not (isinstance(cls, type) and issubclass(cls, Learner)):
-            raise TypeError(f"@register({name!r}) expects a subclass of algorithms.base.Learner, got {cls!r}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def suggest(name: str, candidates: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'maml'?)' or '' — shared by every 'unknown name' error."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-
-
-def get(name: str) -> type[Learner]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown algorithm {name!r}{suggest(name, names())}; `metabench list algorithms` shows all"
-        ) from None
-
-
-def names(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style wildcard, in registration order."""
-    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
-
-
-def plugin_info() -> list[dict[str, str | None]]:
-    """Registered algorithms that are not built in: name, module, and the installed distribution providing it
-    with its version (None for a module on PYTHONPATH that no distribution owns). Recorded in every manifest,
-    because a plugin's version changes results as much as the suite's own commit does."""
-    from importlib.metadata import packages_distributions, version
-
-    owners = packages_distributions()
-    info = []
-    for name, cls in _REGISTRY.items():
-        module = cls.__module__
-        if module == "algorithms" or module.startswith("algorithms."):
-            continue
-        dists = owners.get(module.split(".")[0], [])
-        dist = dists[0] if dists else None
-        info.append({"name": name, "module": module, "distribution": dist,
-                     "version": version(dist) if dist else None})
-    return info
-
-
-def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
-    """Import entry points of group `metabench.algorithms` and the given modules; each registers itself."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="metabench.algorithms"):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not hide the built-in algorithms
-            raise ImportError(f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc}; "
-                              f"fix or uninstall that package") from exc
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"--plugin {module!r} could not be imported ({exc}); "
-                              f"check the module name and that it is on PYTHONPATH") from exc
-
+from algorithms._registry import (_REGISTRY, _REQUESTED, UnknownNameError, expand, get, is_builtin,  # noqa: F401
+                                  load_plugins, names, plugin_info, register, requested, suggest)
 
 # Built-in algorithms: one import line each; the order here is the listing order.
-from algorithms import pretrain  # noqa: E402,F401
-from algorithms import maml  # noqa: E402,F401
-from algorithms import fomaml  # noqa: E402,F401
-from algorithms import reptile  # noqa: E402,F401
-from algorithms import protonet  # noqa: E402,F401
-from algorithms import siamese  # noqa: E402,F401
-from algorithms import matchingnet  # noqa: E402,F401
-from algorithms import relationnet  # noqa: E402,F401
-from algorithms import hallucination  # noqa: E402,F401
-from algorithms import baselinepp  # noqa: E402,F401
-from algorithms import blackbox_lstm  # noqa: E402,F401
-from algorithms import mann  # noqa: E402,F401
-from algorithms import snail  # noqa: E402,F401
-from algorithms import lstm_optimizer  # noqa: E402,F401
-from algorithms import gated_lstm_optimizer  # noqa: E402,F401
-from algorithms import hand_optimizers  # noqa: E402,F401  (sgd, rmsprop, adam, nag)
-from algorithms import meta_lstm  # noqa: E402,F401
+from algorithms import pretrain  # noqa: F401
+from algorithms import maml  # noqa: F401
+from algorithms import fomaml  # noqa: F401
+from algorithms import reptile  # noqa: F401
+from algorithms import protonet  # noqa: F401
+from algorithms import siamese  # noqa: F401
+from algorithms import matchingnet  # noqa: F401
+from algorithms import relationnet  # noqa: F401
+from algorithms import hallucination  # noqa: F401
+from algorithms import baselinepp  # noqa: F401
+from algorithms import blackbox_lstm  # noqa: F401
+from algorithms import mann  # noqa: F401
+from algorithms import snail  # noqa: F401
+from algorithms import lstm_optimizer  # noqa: F401
+from algorithms import gated_lstm_optimizer  # noqa: F401
+from algorithms import hand_optimizers  # noqa: F401  (sgd, rmsprop, adam, nag)
+from algorithms import meta_lstm  # noqa: F401
+
+# marker checked by the CLI: `algorithms` is also a distribution name on the package index
+__metabench__ = True

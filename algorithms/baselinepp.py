@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.base import Episode
 from algorithms.pretrain import Pretrain, PretrainHparams, train_linear_head
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.sequences import SequenceHparams, SequenceLearner
 
 

@@ -5,7 +5,7 @@ as the query-loss gradient at the adapted parameters θ'_i, i.e. ∇_θ θ'_i is
 """
 from __future__ import annotations
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.maml import MAML
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import Episode, EpisodeBatch
 from algorithms.protonet import ProtoNet, ProtoNetHparams, prototype_logits
 

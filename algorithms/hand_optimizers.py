@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.base import OptimizeeBatch, OptimizeeProblem
 from algorithms.optimizer_common import OptimizerLearner, loss_and_gradient
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.optimizer_common import CoordinateLSTM, UnrolledOptimizer, preprocess, uniform_init
 
 

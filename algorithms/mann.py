@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms import register
+from algorithms._registry import register
 from algorithms.sequences import SequenceHparams, SequenceLearner
 
 

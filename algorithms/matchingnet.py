@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 

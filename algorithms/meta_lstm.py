@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
 from algorithms.optimizer_common import CoordinateLSTM, log_sign, uniform_init
 

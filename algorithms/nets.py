@@ -32,7 +32,7 @@ def build(name: str, input_shape: tuple[int, ...], out_dim: int, generator: torc
           device: torch.device | str = "cpu", **options) -> nn.Module:
     """Build backbone `name` mapping one example of `input_shape` to `out_dim` outputs (0: features only)."""
     if name not in _BUILDERS:
-        from algorithms import UnknownNameError, suggest
+        from algorithms._registry import UnknownNameError, suggest
         raise UnknownNameError(f"unknown backbone {name!r}{suggest(name, names())}; known: {', '.join(names())}")
     with torch.device("meta"):
         net = _BUILDERS[name](tuple(input_shape), out_dim, **options)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import BatchRequest, Episode, EpisodeBatch, LabelledBatch, Learner
 from algorithms.functional import finetune_predictions, parameters_of, task_loss
 

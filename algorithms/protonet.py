@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
 
 

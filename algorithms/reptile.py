@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, vmap
 
-from algorithms import nets, register
+from algorithms import nets
+from algorithms._registry import register
 from algorithms.base import BatchRequest, Episode, EpisodeBatch, Learner
 from algorithms.functional import finetune_predictions, forward, map_tasks, parameters_of, task_loss
 

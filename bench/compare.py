@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench.report import few, headline_metric, higher_is_better, steps_of
-from bench.rundir import RunDir, RunDirError
+from bench.rundir import RunDir, RunDirError, provenance_differences
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 DEFAULT_ACCURACY_POINTS = 1.0   # percentage points
@@ -45,6 +45,7 @@ class Side:
     path: Path
     cells: dict[str, dict]        # key -> manifest entry
     episodes: pd.DataFrame
+    manifest: dict = field(default_factory=dict)
 
 
 def load_side(path: Path) -> Side:
@@ -64,7 +65,7 @@ def load_side(path: Path) -> Side:
     # a diverged episode is stored as nan/inf: keep it a number (compare_values counts it as worse)
     episodes["value"] = pd.to_numeric(episodes["value"], errors="coerce")
     cells = {f"{c['benchmark']}/{c['algorithm']}/seed{c['seed']}": c for c in manifest.get("cells", [])}
-    return Side(Path(path), cells, episodes)
+    return Side(Path(path), cells, episodes, manifest)
 
 
 def check_comparable(base: Side, new: Side) -> None:
@@ -192,12 +193,14 @@ def compare_runs(base: Side, new: Side, alpha: float, min_delta: float | None) -
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _print_table(table: pd.DataFrame) -> None:
+HEADER = ("benchmark", "algorithm", "seed", "metric", "baseline", "new", "delta", "rel", "p", "verdict")
+
+
+def _rows(table: pd.DataFrame) -> list[tuple]:
     def num(x, fmt):
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
-    header = ("benchmark", "algorithm", "seed", "metric", "baseline", "new", "delta", "rel", "p", "verdict")
-    lines = [header]
+    lines = []
     for r in table.to_dict("records"):
         verdict = r["verdict"]
         if r["gate"]:
@@ -205,26 +208,64 @@ def _print_table(table: pd.DataFrame) -> None:
         lines.append((r["benchmark"], r["algorithm"], str(r["seed"]), r["metric"], num(r.get("baseline"), ".4g"),
                       num(r.get("new"), ".4g"), num(r.get("delta"), "+.3g"), num(r.get("rel"), "+.1%"),
                       num(r.get("p"), ".2g"), verdict))
+    return lines
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    lines = [HEADER, *_rows(table)]
     widths = [max(len(str(x)) for x in col) for col in zip(*lines)]
     for line in lines:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
 
 
+def markdown(table: pd.DataFrame, base: Path, new: Path, regressions: int, note: str) -> str:
+    """The comparison as a pull-request comment: verdict first, then the gated rows, every row folded away."""
+    gated = table[table["gate"]]
+    head = f"**metabench compare**: {len(gated)} gated comparison(s), " + \
+        (f"**{regressions} regression(s)**" if regressions else "no regression") + f" (`{base}` → `{new}`)"
+
+    def md(rows: list[tuple]) -> list[str]:
+        return ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
+                *["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |" for row in rows]]
+
+    return "\n".join([head, "", *md(_rows(gated)), "", "<details><summary>every metric</summary>", "",
+                      *md(_rows(table)), "", "</details>", "", note, ""])
+
+
 def command(args) -> int:
+    if getattr(args, "perf", False):  # `metabench compare --perf`: the speed gate over `metabench perf` folders
+        from bench import perfgate
+        return perfgate.command(args)
     if not 0 < args.alpha < 1:
         raise IncomparableError(f"--alpha {args.alpha}: expected a probability between 0 and 1, e.g. 0.05")
     if args.min_delta is not None and args.min_delta < 0:
         raise IncomparableError(f"--min-delta {args.min_delta}: expected a non-negative number in the metric's units")
     base, new = load_side(args.baseline), load_side(args.new)
     check_comparable(base, new)
+    # not an error: the gate's own baseline is made on another machine than most CI runs; but a reader of a
+    # "worse" verdict should know the kernel or the thread count differed (float rounding differs with them)
+    for line in provenance_differences(base.manifest, new.manifest):
+        print(f"metabench: note: {line}", file=sys.stderr)
     table = compare_runs(base, new, args.alpha, args.min_delta)
     if table.empty:
         raise IncomparableError(f"no finished cells to compare in {args.baseline} and {args.new}")
-    _print_table(table)
     gated = table[table["gate"]]
     bad = gated[gated["verdict"].isin(["worse", "failed"])]
-    print(f"* = gated (headline metric). Paired t-test over frozen test episodes (log scale for errors/losses), alpha {args.alpha}, min-delta "
-          f"{args.min_delta if args.min_delta is not None else 'default (1 accuracy point; 5% relative for errors/losses)'}.")
+    note = (f"* = gated (headline metric). Paired t-test over frozen test episodes (log scale for errors/losses), "
+            f"alpha {args.alpha}, min-delta "
+            f"{args.min_delta if args.min_delta is not None else 'default (1 accuracy point; 5% relative for errors/losses)'}.")
+    fmt = getattr(args, "format", "text")
+    if fmt == "md":
+        sys.stdout.write(markdown(table, args.baseline, args.new, len(bad), note))
+    elif fmt == "json":
+        import json
+
+        records = json.loads(table.to_json(orient="records"))
+        print(json.dumps({"baseline": str(args.baseline), "new": str(args.new), "gated": int(len(gated)),
+                          "regressions": int(len(bad)), "rows": records}, indent=2))
+    else:
+        _print_table(table)
+        print(note)
     for r in bad.to_dict("records"):
         key = f"{r['benchmark']}/{r['algorithm']}/seed{r['seed']}"
         if r["verdict"] == "failed":

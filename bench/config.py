@@ -1,6 +1,12 @@
-"""Load and validate benchmarks.yaml, apply `--set KEY=VALUE`, and resolve cells.
+"""Load and validate benchmarks.yaml, merge overlays (`--config FILE`, repeatable), apply `--set KEY=VALUE`, and
+resolve cells.
 
 Every error is a ConfigError whose one-line message names the file, the YAML key path and the fix.
+Overlays: the packaged benchmarks.yaml is always the base; each `--config FILE` is merged over it in order.
+Mappings merge key by key (so a ten-line file can add a suite, change one benchmark field or one algorithm
+default); any other value (a list, a scalar) replaces the one below it. Overlays add and change, they cannot
+delete. Every value remembers the file (or --set) that put it there: errors name that file, and
+`metabench config show` prints it.
 Resolution order for a cell's hyper-parameters (later wins): the algorithm's dataclass defaults <
 algorithms.<A>.defaults < algorithms.<A>.overrides[<benchmark glob>] (in file order) < the profile's matching
 `overrides[].hparams` < `--set <A>.<key>=...`. Budgets: profile keys < matching profile overrides <
@@ -23,7 +29,13 @@ import yaml
 import algorithms
 from algorithms.base import KINDS, hparam_fields
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "benchmarks.yaml"
+from bench import resources
+
+# the base configuration: the checkout's benchmarks.yaml, or the copy packaged in the wheel (bench/resources.py)
+try:
+    DEFAULT_CONFIG = resources.config_file()
+except FileNotFoundError:  # a broken install; Config.load() reports it as a ConfigError
+    DEFAULT_CONFIG = Path(__file__).resolve().parent / resources.PACKAGED / resources.CONFIG_NAME
 
 BUDGET_KEYS = {
     "meta_iters": "int",          # meta-training iterations (the budget unit: not wall time)
@@ -64,6 +76,41 @@ DATASET_FIELDS: dict[str, dict[str, str]] = {
               "init_std": "float", "train_problem": "dict", "test_images": "str"},
 }
 REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "backbone")
+# what each dataset's task source reads without a default (a benchmark an overlay adds must give them)
+REQUIRED_DATASET_KEYS = {"sine": ("shots", "train_query", "test_query", "amplitude", "phase", "x_range",
+                                  "eval_steps"),
+                         "omniglot": ("ways", "shots", "test_query"), "miniimagenet": ("ways", "shots", "test_query"),
+                         "mnist": ("hidden", "activation", "batch_size", "horizon")}
+
+# Allowed ranges (inclusive; None: unbounded) of the numbers that reach a run, beside the types above: one schema
+# for benchmarks.yaml, overlays, --set and plugin hyper-parameters, checked on load so that a run never starts
+# with, say, meta_iters=-5 (which "finished" with -5 in summary.csv) or cpus=-1 (an IndexError inside a cell).
+# Integers are also capped where torch or numpy would overflow them.
+INT_MAX = 2**31 - 1
+BUDGET_RANGES = {"meta_iters": (0, INT_MAX), "test_episodes": (1, INT_MAX), "validation_tasks": (1, INT_MAX),
+                 "log_every": (1, INT_MAX), "checkpoint_every": (0, INT_MAX), "eval_batch": (1, INT_MAX),
+                 "cpus": (1, 1024), "gpus": (0, 1024)}
+BENCHMARK_RANGES = {"eval_seed": (0, 2**63 - 1), "test_episodes": (1, INT_MAX), "ways": (2, INT_MAX),
+                    "shots": (1, INT_MAX), "test_query": (1, INT_MAX), "train_ways": (2, INT_MAX),
+                    "train_shots": (1, INT_MAX), "train_query": (1, INT_MAX), "image_size": (1, 4096),
+                    "eval_steps": (0, 10_000), "batch_size": (1, INT_MAX), "horizon": (1, INT_MAX),
+                    "init_std": (0, None), "hidden": (1, 1_000_000)}
+# sine ranges: [low, high] pairs
+PAIR_FIELDS = ("amplitude", "phase", "x_range")
+# Hyper-parameters by name, whichever algorithm (or plugin) declares them; a plugin may also give its own field
+# a range with dataclasses.field(metadata={"range": (low, high)}).
+HPARAM_RANGES = {
+    **{k: (1, INT_MAX) for k in ("meta_batch", "train_shots", "shots", "hidden", "layers",
+                                 "unroll", "task_threads", "tasks", "hidden_dim", "memory_slots", "memory_width",
+                                 "read_heads", "batch_size", "inner_batch", "head_batch", "relation_hidden",
+                                 "train_per_class", "tc_filters", "controller", "pixel_size", "noise_dim")},
+    **{k: (2, INT_MAX) for k in ("ways", "train_ways")},
+    # train_query 0: the sequence learners' stream protocol has no separate queries
+    **{k: (0, INT_MAX) for k in ("train_query", "query", "inner_steps", "test_inner_steps", "lr_halve_every", "select_every",
+                                 "imitate_iters", "updates", "test_updates", "fce_steps", "n_hallucinated",
+                                 "record_runs", "record_episodes", "select_runs", "head_epochs")},
+}
+LEARNING_RATE = re.compile(r"(^|_)lr($|_)")  # lr, inner_lr, meta_lr, lr_final...: never negative
 
 
 class _Loader(yaml.SafeLoader):
@@ -80,8 +127,96 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    """A mapping whose own keys are unique: YAML says a repeated key is an error, PyYAML silently keeps the last,
+    so `lr: 0.1` ... `lr: 0.001` further down would change a value without anyone noticing. Keys brought in by a
+    merge (`<<: *base`) may be overridden: that is what merging is for."""
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark)
+        except TypeError:  # an unhashable key (a list): SafeConstructor reports it below
+            continue
+        if first is not key_node.start_mark:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {first.line + 1}); keep one of them",
+                key_node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.construct_mapping = _construct_mapping  # type: ignore[assignment]  # used by every mapping, merges too
+
+# A YAML document's size once its aliases are expanded (every *alias is a copy once merged and deep-copied): a
+# few lines of nested aliases ("billion laughs") would otherwise expand into gigabytes. The packaged
+# benchmarks.yaml expands to a few thousand values.
+MAX_YAML_VALUES = 200_000
+MAX_YAML_ALIASES = 1_000
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """How many values `node` holds once every shared (aliased) part is counted each time it appears; stops
+    counting past `limit`. Raises ValueError for a document that contains itself (`&a [*a]`)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(x: Any) -> int:
+        if not isinstance(x, (dict, list)):
+            return 1
+        if id(x) in sizes:
+            return sizes[id(x)]
+        if id(x) in active:
+            raise ValueError("the document contains itself through an alias")
+        active.add(id(x))
+        total = 1
+        for item in (list(x.keys()) + list(x.values())) if isinstance(x, dict) else x:
+            total += size(item)
+            if total > limit:
+                break
+        active.discard(id(x))
+        sizes[id(x)] = total
+        return total
+
+    return size(node)
+
+
 def safe_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+    """YAML through a SafeLoader (no arbitrary objects), refusing duplicate keys, alias bombs and documents that
+    contain themselves; every refusal is a yaml.YAMLError with a one-line `problem`."""
+    loader = _Loader(text)
+    try:
+        aliases = 0
+        # count aliases on the event stream before anything is constructed (construction shares them cheaply;
+        # the expansion happens later, in deep copies)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name); refused as a possible "
+                                         f"alias bomb")
+        data = loader.get_single_data()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+    try:
+        if _expanded_size(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"expands to more than {MAX_YAML_VALUES} values through its aliases; refused as "
+                                 f"a possible alias bomb")
+    except ValueError as exc:
+        raise yaml.YAMLError(str(exc)) from None
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    return data
+
+
+def _yaml_problem(exc: BaseException) -> str:
+    """One line from a PyYAML error: its problem and line, without the multi-line context dump."""
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else str(problem)
 
 
 class ConfigError(ValueError):
@@ -156,30 +291,61 @@ def _describe(typ: str) -> str:
 
 
 class _Checker:
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, source_of):
+        self.source_of = source_of  # keypath -> the file (or --set) that set it, for the message
 
     def fail(self, keypath: str, message: str) -> None:
-        raise ConfigError(f"{self.path.name}: {keypath}: {message}")
+        if keypath.startswith("--set"):
+            raise ConfigError(f"{keypath}: {message}")
+        raise ConfigError(f"{self.source_of(keypath)}: {keypath}: {message}")
 
-    def keys(self, mapping: Any, schema: dict[str, str], keypath: str, what: str = "key") -> None:
+    def keys(self, mapping: Any, schema: dict[str, str], keypath: str, what: str = "key",
+             ranges: dict[str, tuple] | None = None) -> None:
         if not isinstance(mapping, dict):
             self.fail(keypath, f"expected a mapping, got {_type_name(mapping)} {mapping!r}")
         for key, value in mapping.items():
             sub = f"{keypath}.{key}" if keypath else str(key)
-            if key not in schema:
+            if not isinstance(key, str) or key not in schema:
                 self.fail(sub, f"unknown {what}{algorithms.suggest(str(key), list(schema))}; "
                                f"allowed here: {', '.join(schema)}")
-            self.value(value, schema[key], sub)
+            self.value(value, schema[key], sub, (ranges or {}).get(key))
 
-    def value(self, value: Any, typ: str, keypath: str) -> None:
+    def value(self, value: Any, typ: str, keypath: str, allowed: tuple | None = None) -> None:
         if not _matches(value, typ):
             self.fail(keypath, f"expected {_describe(typ)}, got {_type_name(value)} {value!r}; fix the value")
+        numbers = value if isinstance(value, list) else [value]
+        for number in numbers:
+            if isinstance(number, float) and number != number:
+                self.fail(keypath, "got NaN (.nan); give a number")
+            if allowed is None or not isinstance(number, (int, float)) or isinstance(number, bool):
+                continue
+            low, high = allowed
+            if (low is not None and number < low) or (high is not None and number > high):
+                shown = value if not isinstance(value, list) else f"{number} (in {value!r})"
+                self.fail(keypath, f"{shown} is out of range; allowed: {_range_text(low, high)}")
 
     def name(self, name: str, known: list[str], keypath: str, what: str) -> None:
         if name not in known:
             self.fail(keypath, f"unknown {what} {name!r}{algorithms.suggest(name, known)}; "
                                f"`metabench list {what}s` shows the known ones")
+
+
+def _range_text(low: Any, high: Any) -> str:
+    if high is None or high in (INT_MAX, 2**63 - 1):
+        return f">= {low}"
+    return f"{low} to {high}"
+
+
+def hparam_range(name: str, field: dataclasses.Field) -> tuple | None:
+    """The allowed range of a hyper-parameter: its own metadata, else by name (HPARAM_RANGES), else learning
+    rates >= 0, else none."""
+    if isinstance(field.metadata.get("range"), (tuple, list)):
+        return tuple(field.metadata["range"])
+    if name in HPARAM_RANGES:
+        return HPARAM_RANGES[name]
+    if LEARNING_RATE.search(name):
+        return (0, None)
+    return None
 
 
 def _annotation_text(annotation: Any) -> str:
@@ -202,23 +368,86 @@ def _unaliased(node: Any) -> Any:
     return node
 
 
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{label}: {what}; check the path given to --config")
+    try:
+        text = path.read_bytes().decode("utf-8")  # YAML is UTF-8, whatever the machine's locale says
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          f"save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror or exc}); check the path given to --config") \
+            from None
+    try:
+        raw = safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: invalid YAML: {_yaml_problem(exc)}; fix the file") from None
+    if raw is None:
+        return {}  # an empty overlay changes nothing
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: the top level must be a mapping with some of the keys {', '.join(TOP_KEYS)}")
+    return raw
+
+
+def _record(node: Any, label: str, sources: dict[str, str], keypath: str) -> None:
+    """Note `label` as the source of `keypath` and of everything under it (lists count as one value)."""
+    sources[keypath] = label
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _record(value, label, sources, f"{keypath}.{key}" if keypath else str(key))
+
+
+def _forget(sources: dict[str, str], keypath: str) -> None:
+    for key in [k for k in sources if k == keypath or k.startswith(keypath + ".")]:
+        del sources[key]
+
+
+def merge_overlay(base: dict[str, Any], overlay: dict[str, Any], label: str, sources: dict[str, str],
+                  keypath: str = "") -> None:
+    """Merge `overlay` into `base` in place: mappings key by key, anything else replaces (module docstring)."""
+    for key, value in overlay.items():
+        sub = f"{keypath}.{key}" if keypath else str(key)
+        if not keypath and key not in TOP_KEYS:
+            raise ConfigError(f"{label}: {sub}: unknown top-level section{algorithms.suggest(str(key), list(TOP_KEYS))}"
+                              f"; allowed here: {', '.join(TOP_KEYS)}")
+        old = base.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merge_overlay(old, value, label, sources, sub)
+            continue
+        if isinstance(old, dict) and old:
+            raise ConfigError(f"{label}: {sub}: expected a mapping to merge into the one from {sources.get(sub, '?')}, "
+                              f"got {_type_name(value)} {value!r}; overlays add or change entries, they cannot "
+                              f"remove them")
+        base[key] = copy.deepcopy(value)
+        _forget(sources, sub)
+        _record(base[key], label, sources, sub)
+
+
 def parse_value(text: str) -> Any:
     """A --set value as a YAML scalar or flow collection (never evaluated as code)."""
     try:
         return safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set value {text!r} is not valid YAML ({exc.problem}); quote it or fix it") from None
+        raise ConfigError(f"--set value {text!r} is not valid YAML ({_yaml_problem(exc)}); quote it or fix it") \
+            from None
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
 class Config:
-    """A validated benchmarks.yaml with --set overrides applied."""
+    """A validated benchmarks.yaml with overlays merged and --set overrides applied."""
 
-    def __init__(self, raw: dict[str, Any], path: Path, sets: list[str] | tuple[str, ...] = ()):
-        self.path = Path(path)
+    def __init__(self, raw: dict[str, Any], path: Path, sets: list[str] | tuple[str, ...] = (),
+                 sources: dict[str, str] | None = None, overlays: list[Path] | tuple[Path, ...] = ()):
+        self.path = Path(path)                       # the base file
+        self.overlays = [Path(p) for p in overlays]  # --config files, in merge order
         self.raw = _unaliased(raw)
+        self.sources = dict(sources or {})           # dotted key path -> file or --set that set it
+        if not self.sources:
+            _record(self.raw, self.path.name, self.sources, "")
         self.algorithm_sets: dict[str, dict[str, Any]] = {}
         self.budget_sets: dict[str, Any] = {}
         self._apply_sets(sets)
@@ -226,21 +455,34 @@ class Config:
 
     # -- loading ------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> "Config":
-        path = Path(path) if path else DEFAULT_CONFIG
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; pass --config FILE, or install the checkout "
-                              f"editable (pip install -e .) so the repository's benchmarks.yaml is found")
-        try:
-            raw = safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path.name}:{where}: invalid YAML ({getattr(exc, 'problem', exc)}); "
-                              f"fix the syntax") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path.name}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}")
-        return cls(raw, path, sets)
+    def load(cls, overlays: str | Path | list | tuple | None = None,
+             sets: list[str] | tuple[str, ...] = ()) -> "Config":
+        """The packaged benchmarks.yaml with each overlay file merged over it in order, then `sets`."""
+        if overlays is None or isinstance(overlays, (str, Path)):
+            overlays = [overlays] if overlays else []
+        base = DEFAULT_CONFIG
+        if not base.is_file():
+            raise ConfigError(f"{base}: metabench's own benchmarks.yaml is missing (a broken install); reinstall "
+                              f"the metabench wheel, or build it from a checkout with `pip wheel .`")
+        raw = _read_yaml(base, base.name)
+        sources: dict[str, str] = {}
+        _record(raw, base.name, sources, "")
+        paths = [Path(p) for p in overlays]
+        for path in paths:
+            merge_overlay(raw, _read_yaml(path, str(path)), str(path), sources)
+        return cls(raw, base, sets, sources, paths)
+
+    def source_of(self, keypath: str) -> str:
+        """The file (or --set) that set `keypath`, or the nearest enclosing entry for a key nobody set."""
+        key = keypath
+        while key:
+            if key in self.sources:
+                return self.sources[key]
+            cut = max(key.rfind("."), key.rfind("["))
+            if cut <= 0:
+                break
+            key = key[:cut]
+        return self.sources.get("", self.path.name)
 
     @property
     def benchmarks(self) -> dict[str, dict[str, Any]]:
@@ -270,15 +512,17 @@ class Config:
             head = parts[0]
             if head in TOP_KEYS:
                 self._set_path(parts, value, key)
+                _record(value, f"--set {item}", self.sources, ".".join(parts))
             elif head == "budget" and len(parts) == 2:
                 if parts[1] not in BUDGET_KEYS:
                     raise ConfigError(f"--set {key}: unknown budget key{algorithms.suggest(parts[1], list(BUDGET_KEYS))}"
                                       f"; budget keys: {', '.join(BUDGET_KEYS)}")
                 self.budget_sets[parts[1]] = value
-            elif head in algorithms.names() and len(parts) == 2:
+            elif head in algorithms.names() and len(parts) == 2:  # any registered one, plugins included
                 self.algorithm_sets.setdefault(head, {})[parts[1]] = value
             elif head in self.raw.get("benchmarks", {}) and len(parts) >= 2:
                 self._set_path(["benchmarks", *parts], value, key)
+                _record(value, f"--set {item}", self.sources, ".".join(["benchmarks", *parts]))
             else:
                 known = algorithms.names() + list(self.raw.get("benchmarks", {})) + list(TOP_KEYS) + ["budget"]
                 raise ConfigError(f"--set {key}: {head!r} is not an algorithm, benchmark, 'budget' or top-level "
@@ -290,14 +534,14 @@ class Config:
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 if part in node:
-                    raise ConfigError(f"--set {key}: {part!r} is not a mapping in {self.path.name}")
+                    raise ConfigError(f"--set {key}: {part!r} is not a mapping in {self.source_of('.'.join(parts))}")
                 node[part] = {}
             node = node[part]
         node[parts[-1]] = value
 
     # -- validation ------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        c = _Checker(self.path)
+        c = _Checker(self.source_of)
         c.keys(self.raw, TOP_KEYS, "", "top-level section")
         for section in ("benchmarks", "profiles", "suites"):
             if not self.raw.get(section):
@@ -318,16 +562,16 @@ class Config:
         for name, values in self.algorithm_sets.items():
             self._validate_hparams(c, name, values, f"--set {name}", from_cli=True)
         for name, profile in self.profiles.items():
-            c.keys(profile, PROFILE_KEYS, f"profiles.{name}")
+            c.keys(profile, PROFILE_KEYS, f"profiles.{name}", ranges=BUDGET_RANGES)
             for key in ("meta_iters", "test_episodes"):
                 if key not in profile:
                     c.fail(f"profiles.{name}.{key}", "missing; every profile sets meta_iters and test_episodes")
             for i, rule in enumerate(profile.get("overrides") or []):
                 where = f"profiles.{name}.overrides[{i}]"
-                c.keys(rule, OVERRIDE_KEYS, where)
+                c.keys(rule, OVERRIDE_KEYS, where, ranges=BUDGET_RANGES)
                 for hname in self._matching_algorithms(rule.get("algorithm", "*")):
                     self._validate_hparams(c, hname, rule.get("hparams") or {}, f"{where}.hparams", partial=True)
-        c.keys(self.budget_sets, BUDGET_KEYS, "--set budget")
+        c.keys(self.budget_sets, BUDGET_KEYS, "--set budget", ranges=BUDGET_RANGES)
         budgets = {"--set budget": self.budget_sets}
         for name, profile in self.profiles.items():
             budgets[f"profiles.{name}"] = profile
@@ -345,13 +589,36 @@ class Config:
         if not isinstance(spec, dict):
             c.fail(where, f"expected a mapping, got {_type_name(spec)}")
         dataset = spec.get("dataset")
+        c.value(dataset, "str", f"{where}.dataset")
         if dataset not in DATASET_FIELDS:
             c.fail(f"{where}.dataset", f"unknown dataset {dataset!r}{algorithms.suggest(str(dataset), list(DATASET_FIELDS))}"
                                        f"; known: {', '.join(DATASET_FIELDS)}")
-        c.keys(spec, {**BENCHMARK_KEYS, **DATASET_FIELDS[dataset]}, where, "benchmark field")
+        c.keys(spec, {**BENCHMARK_KEYS, **DATASET_FIELDS[dataset]}, where, "benchmark field", BENCHMARK_RANGES)
+        for key in PAIR_FIELDS:
+            pair = spec.get(key)
+            if pair is not None and (len(pair) != 2 or pair[0] > pair[1] or any(abs(x) == float("inf") for x in pair)):
+                c.fail(f"{where}.{key}", f"expected [low, high] with finite low <= high, got {pair!r}")
+        if dataset == "mnist":
+            problem = {"hidden": "list[int]", "activation": "str", "batch_size": "int", "horizon": "int",
+                       "init_std": "float"}
+            for sub, node in ((where, spec), (f"{where}.train_problem", spec.get("train_problem"))):
+                if node is None:
+                    continue
+                if sub != where:
+                    c.keys(node, problem, sub, "optimizee key", BENCHMARK_RANGES)
+                if node.get("activation") not in (None, "sigmoid", "relu", "tanh"):
+                    c.fail(f"{sub}.activation", f"{node['activation']!r} is not one of sigmoid, relu, tanh")
+                if node.get("hidden") == []:
+                    c.fail(f"{sub}.hidden", "empty; give at least one hidden layer size")
+            if spec.get("test_images", "test") not in ("test", "train"):
+                c.fail(f"{where}.test_images", f"{spec['test_images']!r} is not 'test' or 'train'")
         for key in REQUIRED_BENCHMARK_KEYS:
             if key not in spec:
                 c.fail(f"{where}.{key}", "missing; every benchmark needs " + ", ".join(REQUIRED_BENCHMARK_KEYS))
+        for key in REQUIRED_DATASET_KEYS.get(dataset, ()):
+            if spec.get(key) is None:
+                c.fail(f"{where}.{key}", f"missing; every {dataset} benchmark needs "
+                                         + ", ".join(REQUIRED_DATASET_KEYS[dataset]))
         if spec["kind"] not in KINDS:
             c.fail(f"{where}.kind", f"unknown kind {spec['kind']!r}; one of {', '.join(KINDS)}")
         from algorithms import nets
@@ -370,14 +637,14 @@ class Config:
                     continue  # a profile rule for '*' sets keys only some algorithms have
                 c.fail(sub, f"unknown hyper-parameter of {algorithm}{algorithms.suggest(str(key), list(schema))}; "
                             f"known: {', '.join(schema) or '(none)'}")
-            c.value(value, schema[key], sub)
+            c.value(value, schema[key], sub, hparam_range(key, fields[key]))
 
     def _matching_algorithms(self, pattern: str) -> list[str]:
         return [a for a in algorithms.names(pattern)]
 
     def _validate_suite(self, c: _Checker, name: str, suite: Any) -> None:
         where = f"suites.{name}"
-        c.keys(suite, SUITE_KEYS, where)
+        c.keys(suite, SUITE_KEYS, where, ranges={"seeds": (0, 2**63 - 1)})
         for key in ("benchmarks", "algorithms"):
             if not suite.get(key):
                 c.fail(f"{where}.{key}", "missing or empty; list names or wildcards")
@@ -386,7 +653,7 @@ class Config:
                 c.fail(f"{where}.benchmarks", f"{pattern!r} matches no benchmark"
                                               f"{algorithms.suggest(pattern, list(self.benchmarks))}")
         for pattern in suite["algorithms"]:
-            if not algorithms.names(pattern):
+            if not algorithms.expand(pattern):
                 c.fail(f"{where}.algorithms", f"{pattern!r} matches no algorithm"
                                               f"{algorithms.suggest(pattern, algorithms.names())}")
         if "profile" in suite and suite["profile"] not in self.profiles:
@@ -412,9 +679,12 @@ class Config:
         return out
 
     def expand_algorithms(self, patterns: list[str]) -> list[str]:
+        """Names for suite/--algorithm patterns. Wildcards cover the built-in algorithms and those of plugins
+        asked for with --plugin, never merely installed ones, so installing a package cannot add cells to a
+        suite behind its back (algorithms.expand); an exact name may be any registered algorithm."""
         out: list[str] = []
         for pattern in patterns:
-            matched = algorithms.names(pattern)
+            matched = algorithms.expand(pattern)
             if not matched:
                 algorithms.get(pattern)  # raises the "did you mean" error
             out += [m for m in matched if m not in out]
@@ -429,44 +699,83 @@ class Config:
         return self.benchmarks[benchmark]["kind"] in algorithms.get(algorithm).kinds
 
     def hparams(self, algorithm: str, benchmark: str, profile: str) -> dict[str, Any]:
+        return self._resolve_hparams(algorithm, benchmark, profile)[0]
+
+    def _resolve_hparams(self, algorithm: str, benchmark: str, profile: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The hyper-parameters and, for each, where its value came from (for `metabench config show --cell`)."""
         cls = algorithms.get(algorithm)
         fields = hparam_fields(cls)
         values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+
+        def layer(items: dict[str, Any], where: Any) -> None:
+            for key, value in items.items():
+                values[key] = value
+                origin[key] = where(key) if callable(where) else where
+
         for name, f in fields.items():
             if f.default is not dataclasses.MISSING:
-                values[name] = f.default
+                layer({name: f.default}, f"{cls.__module__}.{cls.__qualname__} default")
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                values[name] = f.default_factory()  # type: ignore[misc]
+                layer({name: f.default_factory()}, f"{cls.__module__}.{cls.__qualname__} default")  # type: ignore[misc]
         entry = self.algorithm_entries.get(algorithm) or {}
-        values.update(entry.get("defaults") or {})
+        at = f"algorithms.{algorithm}.defaults"
+        layer(entry.get("defaults") or {}, lambda k: f"{self.source_of(f'{at}.{k}')}: {at}.{k}")
         for pattern, override in (entry.get("overrides") or {}).items():
             if fnmatch.fnmatchcase(benchmark, pattern):
-                values.update(override or {})
-        for rule in self._profile_rules(profile, benchmark, algorithm):
-            values.update({k: v for k, v in (rule.get("hparams") or {}).items() if k in fields})
-        values.update(self.algorithm_sets.get(algorithm, {}))
+                at_o = f"algorithms.{algorithm}.overrides.{pattern}"
+                layer(override or {}, lambda k: f"{self.source_of(f'{at_o}.{k}')}: {at_o}.{k}")
+        for i, rule in self._profile_rules(profile, benchmark, algorithm, numbered=True):
+            at_r = f"profiles.{profile}.overrides[{i}]"
+            layer({k: v for k, v in (rule.get("hparams") or {}).items() if k in fields},
+                  f"{self.source_of(at_r)}: {at_r}.hparams")
+        layer(self.algorithm_sets.get(algorithm, {}), lambda k: f"--set {algorithm}.{k}")
         missing = [n for n in fields if n not in values]
         if missing:
-            raise ConfigError(f"{self.path.name}: algorithms.{algorithm}.defaults: no value for {', '.join(missing)}; "
-                              f"add them")
-        return values
+            raise ConfigError(f"{self.source_of(at)}: {at}: no value for {', '.join(missing)}; add them")
+        return values, origin
 
-    def _profile_rules(self, profile: str, benchmark: str, algorithm: str) -> list[dict[str, Any]]:
-        return [rule for rule in self.profiles[profile].get("overrides") or []
-                if fnmatch.fnmatchcase(benchmark, rule.get("benchmark", "*"))
-                and fnmatch.fnmatchcase(algorithm, rule.get("algorithm", "*"))]
+    def _profile_rules(self, profile: str, benchmark: str, algorithm: str, numbered: bool = False) -> list:
+        rules = [(i, rule) for i, rule in enumerate(self.profiles[profile].get("overrides") or [])
+                 if fnmatch.fnmatchcase(benchmark, rule.get("benchmark", "*"))
+                 and fnmatch.fnmatchcase(algorithm, rule.get("algorithm", "*"))]
+        return rules if numbered else [rule for _, rule in rules]
 
     def budget(self, algorithm: str, benchmark: str, profile: str) -> dict[str, Any]:
+        return self._resolve_budget(algorithm, benchmark, profile)[0]
+
+    def _resolve_budget(self, algorithm: str, benchmark: str, profile: str) -> tuple[dict[str, Any], dict[str, str]]:
         base = self.profiles[profile]
         budget = {"validation_tasks": 100, "log_every": 50, "checkpoint_every": 0, "eval_batch": 50, "cpus": 2,
                   "gpus": 0}
-        budget.update({k: v for k, v in base.items() if k in BUDGET_KEYS})
-        for rule in self._profile_rules(profile, benchmark, algorithm):
-            budget.update({k: v for k, v in rule.items() if k in BUDGET_KEYS})
-        budget.update(self.budget_sets)
+        origin = {k: "bench.config built-in default" for k in budget}
+        at = f"profiles.{profile}"
+        for k, v in base.items():
+            if k in BUDGET_KEYS:
+                budget[k], origin[k] = v, f"{self.source_of(f'{at}.{k}')}: {at}.{k}"
+        for i, rule in self._profile_rules(profile, benchmark, algorithm, numbered=True):
+            for k, v in rule.items():
+                if k in BUDGET_KEYS:
+                    budget[k], origin[k] = v, f"{self.source_of(f'{at}.overrides[{i}]')}: {at}.overrides[{i}]"
+        for k, v in self.budget_sets.items():
+            budget[k], origin[k] = v, f"--set budget.{k}"
         if budget.get("test_episodes") is None:
+            key = f"benchmarks.{benchmark}.test_episodes"
             budget["test_episodes"] = self.benchmarks[benchmark]["test_episodes"]
-        return budget
+            origin["test_episodes"] = f"{self.source_of(key)}: {key} (the profile says null: the benchmark's own)"
+        return budget, origin
+
+    def explain_cell(self, benchmark: str, algorithm: str, seed: int, profile: str) -> dict[str, Any]:
+        """A cell's resolved spec, hyper-parameters and budget, each value with where it came from."""
+        cell = self.cell(benchmark, algorithm, seed, profile)
+        spec_origin = {k: f"{self.source_of(f'benchmarks.{benchmark}.{k}')}: benchmarks.{benchmark}.{k}"
+                       for k in cell.spec}
+        _, hparam_origin = self._resolve_hparams(algorithm, benchmark, profile)
+        _, budget_origin = self._resolve_budget(algorithm, benchmark, profile)
+        return {"cell": cell.key, "profile": profile, "config_hash": cell.config_hash,
+                "spec": {k: {"value": v, "from": spec_origin[k]} for k, v in cell.spec.items()},
+                "hparams": {k: {"value": v, "from": hparam_origin.get(k, "?")} for k, v in cell.hparams.items()},
+                "budget": {k: {"value": v, "from": budget_origin.get(k, "?")} for k, v in cell.budget.items()}}
 
     def cell(self, benchmark: str, algorithm: str, seed: int, profile: str) -> Cell:
         if not self.supports(algorithm, benchmark):
@@ -487,7 +796,7 @@ class Config:
                               f"`metabench list suites` shows all")
         spec = self.suites.get(suite_name, {}) if (suite or not benchmarks) else {}
         if not spec and not benchmarks:
-            raise ConfigError(f"{self.path.name}: suites.default: missing; define it or pass --benchmark")
+            raise ConfigError(f"{self.source_of('suites')}: suites.default: missing; define it or pass --benchmark")
         bench_patterns = benchmarks or spec.get("benchmarks", [])
         algo_patterns = algorithms_ or spec.get("algorithms", ["*"])
         seeds = seeds or spec.get("seeds", [0])
@@ -508,4 +817,108 @@ class Config:
         if not cells:
             raise ConfigError(f"no runnable (benchmark, algorithm) pair in {bench_patterns} x {algo_patterns}: "
                               f"check each algorithm's kinds with `metabench list algorithms`")
+        self.check_cells(cells)
         return cells, profile, suite_name
+
+    def check_cells(self, cells: list[Cell]) -> None:
+        """What only a resolved cell can show, checked before any cell starts: seeds in range, and episode shapes
+        the benchmark's split can hold (ways <= classes, shots + queries <= examples per class), with the hyper-
+        parameters that override the benchmark's training episodes (e.g. protonet.train_ways) taken into account."""
+        from bench import data
+
+        sizes: dict[str, Any] = {}
+        for cell in cells:
+            if not 0 <= cell.seed < 2**63:
+                raise ConfigError(f"seed {cell.seed}: out of range; allowed: 0 to 2**63-1")
+            spec = cell.spec
+            if cell.benchmark not in sizes:
+                sizes[cell.benchmark] = data.split_sizes(spec) if spec.get("kind") == "classification" else None
+            parts = sizes[cell.benchmark]
+            if not parts:
+                continue
+            h = cell.hparams
+            test = (spec["ways"], spec["shots"], spec["test_query"], f"benchmarks.{cell.benchmark}")
+            train_ways = h.get("train_ways") or spec.get("train_ways") or spec["ways"]
+            train_shots = h.get("train_shots") or spec.get("train_shots") or spec["shots"]
+            train_query = h.get("train_query")
+            train_query = spec.get("train_query") or spec["test_query"] if train_query is None else train_query
+            train_from = (f"--set {cell.algorithm}.train_ways" if "train_ways" in self.algorithm_sets.get(
+                cell.algorithm, {}) else f"{cell.algorithm}'s train_ways" if h.get("train_ways") else
+                f"benchmarks.{cell.benchmark}.train_ways")
+            for part, (ways, shots, query, where) in (("test", test), ("val", test),
+                                                      ("train", (train_ways, train_shots, train_query, train_from))):
+                if part not in parts:
+                    continue
+                classes, per_class = parts[part]
+                if ways > classes:
+                    raise ConfigError(f"{cell.key}: {ways}-way episodes need {ways} classes but the {part} split of "
+                                      f"{cell.benchmark} has {classes} (ways from {where}); allowed: 2 to {classes}")
+                if shots + query > per_class:
+                    raise ConfigError(f"{cell.key}: {shots} shots + {query} queries per class exceed the {per_class} "
+                                      f"examples per class of the {part} split of {cell.benchmark}; lower shots or "
+                                      f"query")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `metabench config show`
+
+
+def _show_yaml(node: Any, keypath: str, parent_source: str, sources: dict[str, str], indent: int,
+               lines: list[str]) -> None:
+    """YAML of `node` with `# from <file>` wherever a value's source differs from its enclosing entry's, so the
+    packaged defaults stay quiet and every overlay or --set value is marked."""
+    pad = "  " * indent
+    for key, value in node.items():
+        sub = f"{keypath}.{key}" if keypath else str(key)
+        source = sources.get(sub, parent_source)
+        note = f"  # from {source}" if source != parent_source else ""
+        name = yaml.safe_dump(key, default_flow_style=True).strip().removesuffix("\n...").strip()
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{name}:{note}")
+            _show_yaml(value, sub, source, sources, indent + 1, lines)
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+            lines.append(f"{pad}{name}: {text.removesuffix('...').strip()}{note}")
+
+
+def _parse_cell(text: str) -> tuple[str, str, int]:
+    parts = text.split("/")
+    seed = parts[2].removeprefix("seed") if len(parts) == 3 else ""
+    if len(parts) != 3 or not seed.isdigit():
+        raise ConfigError(f"--cell {text!r}: expected BENCHMARK/ALGORITHM/SEED, e.g. sine-k5/maml/0")
+    return parts[0], parts[1], int(seed)
+
+
+def command(args) -> int:
+    """`metabench config show [--cell B/A/S]`: the merged configuration, or one cell, with sources."""
+    algorithms.load_plugins(args.plugin)
+    config = Config.load(args.config, args.sets)
+    if args.cell:
+        benchmark, algorithm, seed = _parse_cell(args.cell)
+        config.expand_benchmarks([benchmark])
+        algorithms.get(algorithm)
+        profile = args.profile or "cpu"
+        config.check_profile(profile)
+        explained = config.explain_cell(benchmark, algorithm, seed, profile)
+        if args.format == "json":
+            print(json.dumps(explained, indent=2, default=str))
+            return 0
+        print(f"# cell {explained['cell']}, profile {profile}, config hash {explained['config_hash']}")
+        for section in ("spec", "hparams", "budget"):
+            print(f"{section}:")
+            width = max((len(k) for k in explained[section]), default=0)
+            for key, item in explained[section].items():
+                text = yaml.safe_dump(item["value"], default_flow_style=True, width=10**6).strip()
+                text = text.removesuffix("...").strip()
+                print(f"  {key + ':':<{width + 1}} {text:<24} # {item['from']}")
+        return 0
+    if args.format == "json":
+        print(json.dumps({"files": [str(config.path), *map(str, config.overlays)], "sets": list(args.sets),
+                          "config": config.raw, "sources": config.sources}, indent=2, default=str))
+        return 0
+    files = [f"{config.path.name} ({config.path})", *map(str, config.overlays), *(f"--set {s}" for s in args.sets)]
+    lines = [f"# resolved configuration: {' < '.join(files)} (later wins)",
+             f"# unmarked values come from {config.path.name}"]
+    _show_yaml(config.raw, "", config.path.name, config.sources, 0, lines)
+    print("\n".join(lines))
+    return 0

@@ -145,6 +145,13 @@ class ClassificationSource:
         ways = self.train_ways if request.ways is None else request.ways
         shots = self.train_shots if request.shots is None else request.shots
         query = self.train_query if request.query is None else request.query
+        if ways > train.num_classes or shots + query > train.per_class:
+            # a learner's own train_ways/shots/query (bench.config.check_cells refuses these before a CLI run;
+            # this keeps direct API use from an IndexError deep in a gather)
+            from bench.data import DataError
+            raise DataError(f"{ways}-way {shots}-shot episodes with {query} queries need {ways} classes and "
+                            f"{shots + query} examples per class; the train split has {train.num_classes} x "
+                            f"{train.per_class}; lower train_ways/train_shots/train_query")
         classes, examples = self._draw(train, ways, shots, query, request.tasks, generator)
         return self._episodes(train, classes, examples, shots)
 

@@ -1,17 +1,27 @@
-"""`metabench perf`: speed of meta-training steps, evaluation and sampling on Omniglot 5-way 1-shot, as ratios to
-a reference measured in the same run (absolute times on shared machines are noise; ratios are not).
+"""`metabench perf`: the speed of every timed step (each algorithm's meta-training step on its benchmark's
+shapes, evaluation, episode sampling, the textbook MAML loop) as ratios to a fixed reference workload timed
+interleaved with it in the same process: reference, step, reference, step, ..., reference. Each repeat's ratio
+divides the step's seconds by the mean of the two reference timings around it, so whatever slows the machine
+for a second or more (other jobs on a shared CI runner, a slower CPU) slows both and cancels.
 
-The reference is the textbook implementation every suite starts from: a plain per-task loop of second-order
-MAML (torch.autograd.grad with create_graph per task) over an nn.Sequential Conv-4 (conv -> batch norm ->
-ReLU -> max-pool, 64 filters), meta-batch 32, one inner step, 15 queries per class. Each measurement is the
-median of `repeats` timed calls, reference and candidate interleaved so both see the same machine load.
+perf.csv holds every repeat (raw seconds, the reference's seconds, the ratio) and each step's peak memory;
+perf-summary.csv one row per step (medians); manifest.json the size, threads and provenance. `metabench compare
+--perf BASELINE NEW` (bench/perfgate.py) is the speed gate over two such folders.
+
+Sizes: `quick` (the CI gate; smoke-profile hyper-parameters, one thread, about a minute on 2 busy cores) and
+`full` (cpu-profile hyper-parameters, every thread, plus perf-report.csv: rates against the 32-task textbook
+loop, the matmul ceiling, autocast and GPU variants).
 """
 from __future__ import annotations
 
+import fnmatch
+import gc
+import os
 import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +40,42 @@ from bench.runner import precision
 
 TASKS, WAYS, SHOTS, QUERY = 32, 5, 1, 15
 BENCHMARK = "omniglot-5w1s"
+SINE, MNIST = "sine-k5", "mnist-base"
+# The reference workloads: the textbook second-order MAML loop (plain PyTorch, nothing of this project's code, so a
+# regression in the project cannot hide in them), in two kinds, because load on a shared core slows arithmetic on
+# large tensors and per-operation overhead (the interpreter, PyTorch's dispatcher) by different amounts: measured
+# here, one conv reference left the sine steps' ratios 15-30% off between reruns while the conv steps held.
+#   conv:  one Omniglot 5-way 1-shot task (5 queries/class) through an nn.Sequential Conv-4 with 64 filters;
+#   small: four sine tasks (K=5, 10 queries) through the 1-40-40-1 MLP: dominated by per-operation overhead.
+# Each is short (~0.05 s on one core) so it is timed right before and right after every step sample.
+REFERENCE_TASKS = 1
+REFERENCE_SECONDS = 0.04
+# Steps shorter than this are called several times per timed sample (as timeit does): a 2 ms step timed alone is
+# mostly timer and scheduler jitter.
+SAMPLE_SECONDS = 0.08
+# An injected slowdown for testing the gate end to end: "GLOB=FRACTION[,GLOB=FRACTION]" makes each matching step
+# busy-wait FRACTION of its own measured time after every call, i.e. behave like code that does FRACTION more
+# work (it costs CPU time as well as wall time; a sleep would show in wall time only).
+SLOWDOWN_ENV = "METABENCH_PERF_SLOWDOWN"
+
+
+@dataclass(frozen=True)
+class Size:
+    profile: str           # whose hyper-parameters (and meta-batch sizes) the steps use
+    repeats: int           # timed calls per step, each between two reference timings
+    threads: int | None    # torch intra-op threads (None: leave torch's default)
+    eval_episodes: int     # frozen test episodes per evaluation call
+    mnist_horizon: int | None  # optimizer steps of MNIST problems (None: the benchmark's 100)
+
+
+SIZES = {
+    # one thread: a single-threaded step on a busy machine is time-sliced but never waits at a barrier for a
+    # descheduled sibling thread, which is what made multi-threaded timings swing 2-10x here
+    # MNIST runs of 20 steps: the learned optimizers' step costs the same per optimizer step, and 100-step runs
+    # took 3.5 s a call, half the quick size's time
+    "quick": Size(profile="smoke", repeats=8, threads=1, eval_episodes=10, mnist_horizon=20),
+    "full": Size(profile="cpu", repeats=7, threads=None, eval_episodes=50, mnist_horizon=None),
+}
 
 
 def textbook_conv4(ways: int) -> nn.Module:
@@ -39,15 +85,15 @@ def textbook_conv4(ways: int) -> nn.Module:
     return nn.Sequential(*block(1), *block(64), *block(64), *block(64), nn.Flatten(), nn.Linear(64, ways))
 
 
-def reference_maml_step(net: nn.Module, batch, inner_lr: float = 0.4) -> dict[str, torch.Tensor]:
+def reference_maml_step(net: nn.Module, batch, inner_lr: float = 0.4, loss_fn=F.cross_entropy) -> dict[str, torch.Tensor]:
     """The plain per-task loop: inner step with create_graph, query loss, one backward for the meta-gradient."""
     params = dict(net.named_parameters())
     total = 0.0
     for task in batch.tasks():
-        loss = F.cross_entropy(functional_call(net, params, (task.support_x,)), task.support_y)
+        loss = loss_fn(functional_call(net, params, (task.support_x,)), task.support_y)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
         fast = {k: v - inner_lr * g for (k, v), g in zip(params.items(), grads)}
-        total = total + F.cross_entropy(functional_call(net, fast, (task.query_x,)), task.query_y)
+        total = total + loss_fn(functional_call(net, fast, (task.query_x,)), task.query_y)
     return dict(zip(params, torch.autograd.grad(total / len(batch), list(params.values()))))
 
 
@@ -127,7 +173,9 @@ def build(config: Config, name: str, source, overrides: dict | None = None, devi
     return learner
 
 
-def run(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | None = None) -> pd.DataFrame:
+def report(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | None = None) -> pd.DataFrame:
+    """The full size's extra table (perf-report.csv): rates against the 32-task textbook loop, the matmul
+    ceiling and MAML's fraction of it, autocast and GPU task-batching variants."""
     torch.manual_seed(0)
     config = Config.load()
     source, data_note = omniglot_source(config, data_root)
@@ -221,19 +269,356 @@ def run(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | N
     return table
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# the steps
+
+
+@dataclass
+class Step:
+    name: str                          # kind/what/benchmark, e.g. train/maml/omniglot-5w1s
+    unit: str                          # what `work` counts
+    work: int                          # units of work per call (rate = work / seconds)
+    make: Callable[[], Callable[[], object]]   # builds the learner and data lazily; returns the timed call
+    notes: str = ""
+    reference: str = "conv"            # which reference workload its ratios divide by (REFERENCES)
+
+
+def _sources(config: Config, data_root=None, size: Size | None = None) -> dict[str, tuple[object, str]]:
+    from bench import data
+
+    sources = {BENCHMARK: omniglot_source(config, data_root),
+               SINE: (data.open_source(dict(config.benchmarks[SINE]), data_root), "generated sine tasks")}
+    spec = dict(config.benchmarks[MNIST])
+    if size is not None and size.mnist_horizon:
+        spec["horizon"] = size.mnist_horizon
+        spec["train_problem"] = {**spec["train_problem"], "horizon": size.mnist_horizon}
+    try:
+        sources[MNIST] = (data.open_source(spec, data_root), "real MNIST")
+    except (data.DataError, OSError):  # speed does not depend on pixel values: random digits of the same shapes
+        from bench.data.mnist import MnistOptimizees
+        g = torch.Generator().manual_seed(0)
+        fake = {split: (torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
+                        torch.randint(0, 10, (n,), generator=g)) for split, n in (("train", 60000), ("test", 10000))}
+        sources[MNIST] = (MnistOptimizees(spec, fake), "synthetic images (MNIST not found)")
+    return sources
+
+
+def reference_workloads(sources: dict) -> dict[str, Callable[[], object]]:
+    """The two reference workloads (see REFERENCE_TASKS): plain PyTorch, fixed inputs and weights."""
+    batch = sources[BENCHMARK][0].sample_train(BatchRequest(tasks=REFERENCE_TASKS, ways=WAYS, shots=SHOTS, query=5),
+                                               torch.Generator().manual_seed(0))
+    sine = sources[SINE][0].sample_train(BatchRequest(tasks=4), torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    conv = textbook_conv4(WAYS)
+    mlp = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1))
+    return {"conv": lambda: reference_maml_step(conv, batch),
+            "small": lambda: reference_maml_step(mlp, sine, 0.01, F.mse_loss)}
+
+
+REFERENCES = {"conv": f"textbook second-order MAML loop, {REFERENCE_TASKS} Omniglot 5-way 1-shot task (5 queries/class), "
+                      f"nn.Sequential Conv-4 with 64 filters",
+              "small": "textbook second-order MAML loop, 4 sine tasks (K=5, 10 queries), nn.Sequential MLP 1-40-40-1"}
+
+
+def steps(size: Size, config: Config, sources: dict, device: str = "cpu") -> list[Step]:
+    """Every timed step of a size, in a fixed order (the gate compares step sets by name)."""
+    out: list[Step] = []
+
+    def learner(name: str, benchmark: str):
+        cls = algorithms.get(name)
+        hparams = config.hparams(name, benchmark, size.profile)
+        made = cls(sources[benchmark][0].problem(), cls.Hparams(**hparams), torch.device(device),
+                   named_generators(0, ["init", "algorithm"]))
+        made.meta_iters = 1000  # schedules that depend on the budget: mid-training, not the first iteration
+        return made
+
+    def train_step(name: str, benchmark: str) -> Step:
+        def make():
+            model = learner(name, benchmark)
+            request = model.batch_request()
+            batch = sources[benchmark][0].sample_train(request, torch.Generator().manual_seed(1)).to(device)
+            return lambda: model.meta_train_step(batch)
+        return Step(f"train/{name}/{benchmark}", "meta-iterations", 1, make,
+                    f"{size.profile}-profile hyper-parameters", "conv" if benchmark == BENCHMARK else "small")
+
+    kinds = {BENCHMARK: "classification", SINE: "regression", MNIST: "optimizer"}
+    for benchmark, kind in kinds.items():
+        for name in algorithms.names():
+            if kind not in algorithms.get(name).kinds or not config.supports(name, benchmark):
+                continue
+            if int(config.budget(name, benchmark, size.profile).get("meta_iters", 0)) <= 0:
+                continue  # hand-designed optimizers never meta-train
+            out.append(train_step(name, benchmark))
+
+    episodes = size.eval_episodes
+
+    def evaluation(name: str, benchmark: str) -> Step:
+        def make():
+            model = learner(name, benchmark)
+            source = sources[benchmark][0]
+            spec = config.benchmarks[benchmark]
+            frozen = [source.test_episode(i, spec["eval_seed"]).to(device) for i in range(episodes)]
+            if kinds[benchmark] == "regression":
+                ks = list(range(int(spec["eval_steps"]) + 1))
+                return lambda: [model.predict_steps(e, ks) for e in frozen]
+            if kinds[benchmark] == "optimizer":
+                return lambda: [model.optimize(e, e.horizon) for e in frozen[:1]]
+            return lambda: [model.predict(e) for e in frozen]
+        count = 1 if kinds[benchmark] == "optimizer" else episodes
+        return Step(f"eval/{name}/{benchmark}", "episodes", count, make, "frozen test episodes",
+                    "conv" if benchmark == BENCHMARK else "small")
+
+    for name, benchmark in (("protonet", BENCHMARK), ("maml", BENCHMARK), ("matchingnet", BENCHMARK),
+                            ("maml", SINE), ("sgd", MNIST), ("lstm-optimizer", MNIST)):
+        out.append(evaluation(name, benchmark))
+
+    def sampler(benchmark: str, tasks: int) -> Step:
+        def make():
+            source = sources[benchmark][0]
+            gen = torch.Generator().manual_seed(2)
+            request = BatchRequest(tasks=tasks) if benchmark != MNIST else BatchRequest(tasks=tasks, kind="optimizees")
+            return lambda: source.sample_train(request, gen)
+        return Step(f"sample/train/{benchmark}", "tasks", tasks, make, "meta-training batches", "small")
+
+    out += [sampler(BENCHMARK, TASKS), sampler(SINE, 25)]
+
+    def test_episodes() -> Callable:
+        source, spec = sources[BENCHMARK][0], config.benchmarks[BENCHMARK]
+        return lambda: [source.test_episode(i, spec["eval_seed"]) for i in range(episodes)]
+
+    out.append(Step(f"sample/test/{BENCHMARK}", "episodes", episodes, test_episodes, "frozen test episodes", "small"))
+
+    def textbook():
+        tasks = int(config.hparams("maml", BENCHMARK, size.profile).get("meta_batch", TASKS))
+        batch = sources[BENCHMARK][0].sample_train(BatchRequest(tasks=tasks, ways=WAYS, shots=SHOTS, query=QUERY),
+                                                   torch.Generator().manual_seed(3)).to(device)
+        torch.manual_seed(0)
+        net = textbook_conv4(WAYS).to(device)
+        return lambda: reference_maml_step(net, batch)
+
+    out.append(Step("reference/maml-textbook-loop", "meta-iterations", 1, textbook,
+                    "the per-task second-order loop over MAML's meta-batch: plain PyTorch, a control whose ratio "
+                    "moves only with measurement noise or a torch change"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# measuring
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def peak_memory(fn: Callable[[], object]) -> tuple[float, float, str]:
+    """Run fn once; the process's peak resident memory during it, that minus the resident memory before, and how
+    that was measured. Linux resets the high-water mark (VmHWM) when "5" is written to /proc/self/clear_refs,
+    so each step gets its own peak; tracemalloc would miss tensors (they are not Python allocations), and
+    ru_maxrss only ever grows, so the fallback can report 0 for a step below an earlier step's peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        before = _status_mb("VmRSS")
+        fn()
+        peak = _status_mb("VmHWM")
+        return peak, max(0.0, peak - before), "VmHWM reset per step"
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        fn()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return peak, peak - before, "ru_maxrss delta (process high-water)"
+
+
+def injected_slowdowns(text: str | None = None) -> dict[str, float]:
+    text = os.environ.get(SLOWDOWN_ENV, "") if text is None else text
+    found = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        pattern, _, fraction = part.rpartition("=")
+        try:
+            found[pattern] = float(fraction)
+        except ValueError:
+            raise ValueError(f"{SLOWDOWN_ENV}={text!r}: expected GLOB=FRACTION[,GLOB=FRACTION], e.g. "
+                             f"'train/maml/*=0.3'") from None
+        if not pattern:
+            raise ValueError(f"{SLOWDOWN_ENV}={text!r}: a FRACTION without a step pattern")
+    return found
+
+
+def _slowed(fn: Callable[[], object], fraction: float) -> Callable[[], object]:
+    # proportional to the call's CPU time, its work: its wall time on a busy machine also counts other processes
+    def call():
+        tic = time.thread_time()
+        result = fn()
+        spin(fraction * (time.thread_time() - tic))
+        return result
+    return call
+
+
+def spin(seconds: float) -> None:
+    """Busy-wait: extra work costing `seconds` of this thread's time (wall and CPU alike)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _clock(fn: Callable[[], object], calls: int = 1) -> tuple[float, float]:
+    """Wall and process-CPU seconds per call of `calls` back-to-back calls."""
+    _sync()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        fn()
+    _sync()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def _calls(fn: Callable[[], object], seconds: float) -> int:
+    return max(1, min(1000, round(seconds / max(_clock(fn)[0], 1e-6))))
+
+
+def measure(steps_: list[Step], references: dict[str, Callable[[], object]], repeats: int,
+            slowdowns: dict[str, float] | None = None, progress: bool = False) -> list[dict]:
+    """Every repeat's row: rounds over all steps (round-robin), each step sample timed between two samples of its
+    reference workload.
+
+    Round-robin, not one step's repeats back to back: the load on a shared machine drifts over a minute, and a
+    step measured in one 3-second window inherited that window's conditions (rerun-to-rerun shifts of 20-30%
+    here); spread over the whole run, every step sees the same mixture. Two clocks: wall seconds and process
+    CPU seconds (a single-threaded step's wall time also counts the slices other processes ran in)."""
+    slowdowns = slowdowns or {}
+    refs = {name: (fn, _calls(fn, REFERENCE_SECONDS)) for name, fn in references.items()}
+    prepared = []
+    for step in steps_:
+        fn = step.make()
+        fraction = next((f for p, f in slowdowns.items() if fnmatch.fnmatchcase(step.name, p)), 0.0)
+        if fraction:
+            fn = _slowed(fn, fraction)
+        gc.collect()
+        peak, extra, method = peak_memory(fn)  # doubles as a warm-up call (first-use allocations, kernel choice)
+        prepared.append((step, fn, _calls(fn, SAMPLE_SECONDS), peak, extra, method, fraction))
+    rows = []
+    for r in range(repeats):
+        tic = time.perf_counter()
+        for step, fn, calls, peak, extra, method, fraction in prepared:
+            ref, ref_calls = refs[step.reference]
+            before = _clock(ref, ref_calls)
+            wall, cpu = _clock(fn, calls)
+            after = _clock(ref, ref_calls)
+            ref_wall, ref_cpu = 0.5 * (before[0] + after[0]), 0.5 * (before[1] + after[1])
+            rows.append({"step": step.name, "repeat": r, "calls": calls, "seconds": wall,
+                         "reference_seconds": ref_wall, "ratio": wall / ref_wall, "cpu_seconds": cpu,
+                         "reference_cpu_seconds": ref_cpu, "cpu_ratio": cpu / ref_cpu if ref_cpu > 0 else float("nan"),
+                         "reference": step.reference, "unit": step.unit, "work": step.work,
+                         "peak_rss_mb": round(peak, 1), "step_peak_mb": round(extra, 1), "memory_method": method,
+                         "injected_slowdown": fraction})
+        if progress:
+            print(f"  round {r + 1}/{repeats}: {time.perf_counter() - tic:.1f} s", file=sys.stderr)
+    return rows
+
+
+def run(size: str = "quick", repeats: int | None = None, device: str = "cpu", data_root=None,
+        patterns: list[str] | None = None, progress: bool = True, threads: int | None = None) -> pd.DataFrame:
+    """perf.csv's rows: every repeat of every step (matching `patterns`) of a size."""
+    spec = SIZES[size]
+    repeats = repeats or spec.repeats
+    before = torch.get_num_threads()
+    if threads or spec.threads:
+        torch.set_num_threads(threads or spec.threads)
+    try:
+        config = Config.load()
+        sources = _sources(config, data_root, spec)
+        chosen = [s for s in steps(spec, config, sources, device)
+                  if not patterns or any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+        if not chosen:
+            raise ValueError(f"no step matches {', '.join(patterns or [])}; `metabench perf --list` names them")
+        rows = measure(chosen, reference_workloads(sources), repeats, injected_slowdowns(), progress)
+        table = pd.DataFrame(rows)
+        table["size"], table["threads"], table["device"] = size, torch.get_num_threads(), device
+    finally:
+        torch.set_num_threads(before)
+    table["data"] = table["step"].map(lambda s: next((note for b, (_, note) in sources.items() if s.endswith(b)), ""))
+    if progress:
+        for step, g in table.groupby("step", sort=False):
+            print(f"  {step}: ratio {g['ratio'].median():.4g}, cpu ratio {g['cpu_ratio'].median():.4g} "
+                  f"({g['seconds'].median() * 1e3:.1f} ms x{g['calls'].iloc[0]}, {g['reference'].iloc[0]} reference)",
+                  file=sys.stderr)
+    return table
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per step: median seconds and ratio, the ratio's spread, the rate, peak memory."""
+    rows = []
+    for step, g in table.groupby("step", sort=False):
+        seconds = float(g["seconds"].median())
+        q1, q3 = g["ratio"].quantile([0.25, 0.75])
+        rows.append({"step": step, "reference": g["reference"].iloc[0], "repeats": len(g),
+                     "calls": int(g["calls"].iloc[0]), "median_seconds": seconds,
+                     "median_reference_seconds": float(g["reference_seconds"].median()),
+                     "median_ratio": float(g["ratio"].median()), "ratio_iqr": float(q3 - q1),
+                     "median_cpu_ratio": float(g["cpu_ratio"].median()),
+                     "rate": float(g["work"].iloc[0]) / seconds, "unit": f"{g['unit'].iloc[0]}/s",
+                     "peak_rss_mb": float(g["peak_rss_mb"].iloc[0]), "step_peak_mb": float(g["step_peak_mb"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def manifest(size: str, repeats: int, device: str, started: str) -> dict:
+    from bench.rundir import environment, git_commit, provenance, utc_now
+
+    return {"kind": "perf", "size": size, "repeats": repeats, "profile": SIZES[size].profile,
+            "threads": torch.get_num_threads(),
+            "references": REFERENCES,
+            "ratio": "step seconds / mean of the reference's seconds just before and just after it (wall: ratio; "
+                     "process CPU time: cpu_ratio)", "sample_seconds": SAMPLE_SECONDS,
+            "injected_slowdown": os.environ.get(SLOWDOWN_ENV) or None,
+            "started": started, "finished": utc_now(), **git_commit(), "environment": environment(device),
+            "provenance": provenance()}
+
+
 def command(args) -> int:
+    from bench.rundir import atomic_write_csv, atomic_write_text, utc_now
+
+    size = getattr(args, "size", None) or "full"
+    spec = SIZES[size]
+    threads = getattr(args, "threads", None) or spec.threads
+    if threads:
+        torch.set_num_threads(threads)
+    if getattr(args, "list", False):
+        config = Config.load()
+        for step in steps(spec, config, _sources(config, size=spec)):
+            print(step.name)
+        return 0
+    repeats = args.repeats or spec.repeats
+    if repeats < 5:
+        print("metabench: perf needs at least 5 repeats per step for the gate's test; using 5", file=sys.stderr)
+        repeats = 5
     out = Path(args.out) if args.out else Path("results") / "perf"
-    if args.repeats < 5:
-        print("metabench: perf reports medians of at least 5 repeats; using 5", file=sys.stderr)
-    print(f"metabench perf: {BENCHMARK}, meta-batch {TASKS}, {QUERY} queries/class", file=sys.stderr)
+    started = utc_now()
+    print(f"metabench perf: size {size} ({spec.profile}-profile steps, {repeats} repeats, "
+          f"{torch.get_num_threads()} thread(s)); ratios to reference workloads (textbook MAML loops) timed around every "
+          f"step sample",
+          file=sys.stderr)
     if args.device == "cpu":  # built here, before any timing, if this is its first use
         state = "on" if native.library() is not None else "off: the PyTorch path (no C compiler, or METABENCH_NATIVE=0)"
         print(f"  first-layer C kernel (algorithms/native.py): {state}", file=sys.stderr)
-    table = run(max(5, args.repeats), args.device, autocast=args.autocast)
+    if os.environ.get(SLOWDOWN_ENV):
+        print(f"  {SLOWDOWN_ENV}={os.environ[SLOWDOWN_ENV]}: injected slowdown (testing the gate)", file=sys.stderr)
+    table = run(size, repeats, args.device, patterns=getattr(args, "step", None) or None)
     out.mkdir(parents=True, exist_ok=True)
-    from bench.rundir import atomic_write_csv
     atomic_write_csv(out / "perf.csv", table)
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        print(table[["measure", "unit", "value", "ratio", "peak_rss_mb"]].to_string(index=False))
+    brief = summary(table)
+    atomic_write_csv(out / "perf-summary.csv", brief)
+    if size == "full" and not getattr(args, "step", None):
+        extra = report(max(5, repeats), args.device, autocast=args.autocast)
+        atomic_write_csv(out / "perf-report.csv", extra)
+    import json
+    atomic_write_text(out / "manifest.json", json.dumps(manifest(size, repeats, args.device, started), indent=2,
+                                                        default=str) + "\n")
+    with pd.option_context("display.width", 200):
+        print(brief[["step", "median_ratio", "ratio_iqr", "median_cpu_ratio", "median_seconds", "step_peak_mb"]]
+              .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"metabench: wrote {out / 'perf.csv'}", file=sys.stderr)
     return 0

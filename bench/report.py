@@ -9,6 +9,8 @@ Reads CSVs and manifests only (never algorithms/), so a leaderboard can be rebui
 """
 from __future__ import annotations
 
+import fnmatch
+
 import re
 import sys
 from dataclasses import dataclass, field
@@ -17,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.rundir import RunDir, RunDirError, atomic_write_csv, atomic_write_text
+from bench import resources, stats
+from bench.rundir import RunDir, RunDirError, atomic_write_csv, atomic_write_text, provenance_differences
 
-PUBLISHED_CSV = Path(__file__).resolve().parent.parent / "results" / "published.csv"
+PUBLISHED_CSV = resources.published_csv()  # the checkout's results/published.csv, or the wheel's copy
 CELL = ["benchmark", "algorithm", "seed"]
 SINE_SHOWN = ("mse@1", "mse@5", "mse@10")  # the MAML paper's table columns; csv has every step
 SETTING_ORDER = ("omniglot-5w1s", "omniglot-5w5s", "omniglot-20w1s", "omniglot-20w5s", "miniimagenet-5w1s",
@@ -294,10 +296,13 @@ def _header(runs: Runs) -> list[str]:
     return lines
 
 
-def render_markdown(board: pd.DataFrame, runs: Runs) -> str:
-    out = ["# metabench leaderboard", "", *[f"- {line}" for line in _header(runs)], ""]
+def render_markdown(board: pd.DataFrame, runs: Runs, embed: bool = False) -> str:
+    """A markdown leaderboard; `embed`: no document title and bold captions instead of headings, to sit inside
+    another document (the generated tables of README.md and docs/, bench/docs_tables.py)."""
+    out = [] if embed else ["# metabench leaderboard", ""]
+    out += [*[f"- {line}" for line in _header(runs)], ""]
     for bench, group in board.groupby("benchmark", sort=False):
-        out += [f"## {bench}", "", _markdown_table(_display(group)), ""]
+        out += [f"**{bench}**" if embed else f"## {bench}", "", _markdown_table(_display(group)), ""]
         sources = _sources(group)
         if sources:
             out += ["Published numbers:", "", *[f"- {s}" for s in sources], ""]
@@ -343,17 +348,18 @@ def trend_table(paths: list[Path]) -> pd.DataFrame:
 def draw_trend(table: pd.DataFrame, out: Path) -> list[Path]:
     from bench import plots  # matplotlib only when a figure is asked for
 
-    plt, sns = plots.plt, plots.sns
+    from bench import style
+
+    plt = plots.plt
     benchmarks = list(dict.fromkeys(table["benchmark"]))
     fig, axes = plt.subplots(len(benchmarks), 1, figsize=(max(6.0, 0.6 * table["position"].nunique() + 3), 3.2 * len(benchmarks)),
                              squeeze=False)
-    palette = dict(zip(sorted(table["algorithm"].unique()), sns.color_palette("colorblind", table["algorithm"].nunique())))
     ticks = table.drop_duplicates("position").sort_values("position")
     for ax, bench in zip(axes[:, 0], benchmarks):
         part = table[table["benchmark"] == bench]
         for algo, group in part.groupby("algorithm", sort=True):
             ax.errorbar(group["position"], group["mean"], yerr=group["ci95"].fillna(0), marker="o", ms=4, capsize=3,
-                        label=algo, color=palette[algo])
+                        label=style.display(algo), color=style.color(algo))
         ax.set_title(f"{bench}: {part['metric'].iloc[0]} (mean ± 95% CI)")
         ax.set_xticks(ticks["position"], [f"{c}\n{str(d)[:10]}" for c, d in zip(ticks["commit"], ticks["commit_date"])],
                       fontsize=7)
@@ -361,7 +367,7 @@ def draw_trend(table: pd.DataFrame, out: Path) -> list[Path]:
         ax.legend(frameon=False, fontsize=8, loc="best")
     axes[-1, 0].set_xlabel("commit (ordered by commit date)")
     fig.tight_layout()
-    return plots.save(fig, out, "trend")
+    return plots.save(fig, out, "trend", runs=[RunDir(p) for p in dict.fromkeys(table["run"])])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,7 +382,38 @@ def _destination(out: Path | None, fmt: str) -> tuple[Path | None, Path]:
     return out / f"report.{fmt}", out
 
 
+def add_arguments(p) -> None:
+    """`metabench report`'s arguments (also parsed by the generated blocks of the docs, bench/docs_tables.py)."""
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="run folders, or folders holding run folders (searched recursively)")
+    p.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    p.add_argument("--strict", action="store_true", help="an incomplete grid is an error, not a warning")
+    p.add_argument("--trend", action="store_true", help="draw each cell's mean ± CI across the runs' commits")
+    p.add_argument("--out", type=Path, help="write the report (and trend figure) here instead of stdout")
+    p.add_argument("--benchmark", action="append", default=[], metavar="PATTERN",
+                   help="only these benchmarks (wildcards; repeatable)")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME", help="only these metrics (repeatable)")
+    p.add_argument("--embed", action="store_true",
+                   help="markdown without a title, with bold captions: for a table inside another document")
+
+
+def run_folders(paths: list[Path]) -> list[Path]:
+    """Each path itself when it is a run folder (has manifest.json), else the run folders below it, sorted."""
+    found = []
+    for path in map(Path, paths):
+        if (path / "manifest.json").is_file() or not path.is_dir():
+            found.append(path)  # a non-folder is reported by read_run with its fix
+            continue
+        below = sorted(m.parent for m in path.rglob("manifest.json"))
+        if not below:
+            raise RunDirError(f"{path} holds no run folder (no manifest.json in it or below it); pass folders "
+                              f"written by `metabench run --out DIR`")
+        found += below
+    return found
+
+
 def command(args) -> int:
+    args.runs = run_folders(list(args.runs))
     runs = merge_runs(list(args.runs))
     if len(runs.replaced) > 10 or (args.trend and runs.replaced):  # a trend's folders repeat every cell
         print(f"metabench: note: {len(runs.replaced)} cells appear in several folders; each is taken from the last "
@@ -384,6 +421,10 @@ def command(args) -> int:
     else:
         for line in runs.replaced:
             print(f"metabench: note: {line} (the later folder wins)", file=sys.stderr)
+    notes = [line for other in runs.manifests[1:] for line in
+             provenance_differences(runs.manifests[0], other, runs.manifests[0]["path"], other["path"])]
+    for line in dict.fromkeys(notes):  # folders made on different machines or settings: say so, once each
+        print(f"metabench: note: {line}", file=sys.stderr)
     missing, failed = grid_problems(runs)
     if missing or failed:
         message = "; ".join(part for part in (
@@ -394,13 +435,18 @@ def command(args) -> int:
                                       f"(metabench run ... --out DIR, then pass DIR too) or drop --strict")
         print(f"metabench: warning: incomplete grid: {message}", file=sys.stderr)
     board = leaderboard(runs, every_metric=args.format == "csv")
+    if getattr(args, "benchmark", None):
+        board = board[[any(fnmatch.fnmatchcase(b, p) for p in args.benchmark) for b in board["benchmark"]]]
+    if getattr(args, "metric", None):
+        board = board[board["metric"].isin(args.metric)]
     if board.empty:
         raise RunDirError(f"no finished cells in {', '.join(map(str, args.runs))}; nothing to report")
     report_file, figure_dir = _destination(args.out, args.format)
     if args.format == "csv":
         text = board.to_csv(index=False, float_format="%.10g", lineterminator="\n")
     else:
-        text = (render_markdown if args.format == "md" else render_html)(board, runs)
+        text = render_markdown(board, runs, getattr(args, "embed", False)) if args.format == "md" else \
+            render_html(board, runs)
     if report_file is None:
         sys.stdout.write(text)
     else:

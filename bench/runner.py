@@ -29,9 +29,10 @@ import algorithms
 from algorithms import native
 from algorithms.base import Episode, Learner
 from bench import data as datasets
-from bench import stats
+from bench import resources, stats
 from bench.config import AUTOCAST_CHOICES, Cell, Config
 from bench.episodes import EpisodeDigest, digest, named_generators
+from bench.readers import read_json
 from bench.rundir import (CURVE_COLUMNS, EPISODE_COLUMNS, FIT_COLUMNS, SUMMARY_COLUMNS, RunDir, atomic_write_text,
                           environment, git_commit, new_run_id, provenance, pid_alive, utc_now)
 
@@ -402,7 +403,7 @@ def precision(device: torch.device, autocast: str | None):
 
 
 def published_values(path: Path | None = None) -> pd.DataFrame:
-    path = path or Path(__file__).resolve().parent.parent / "results" / "published.csv"
+    path = path or resources.published_csv()  # the checkout's file, or the wheel's copy
     if not path.is_file():
         return pd.DataFrame(columns=["algorithm", "benchmark", "metric", "value", "ci95"])
     table = pd.read_csv(path)
@@ -486,7 +487,7 @@ def finished_results(run: RunDir, cells: list[Cell]) -> dict[str, CellResult]:
     for cell in cells:
         path = cell_file(run, cell)
         if path.is_file():
-            data = json.loads(path.read_text())
+            data = read_json(path, "finished-cell record")  # a damaged record: one line naming it (bench.readers)
             if data.pop("config_hash", None) == cell.config_hash:
                 done[cell.key] = CellResult.from_json(cell, data)
     return done
@@ -535,6 +536,7 @@ def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profil
         previous = run.read_manifest() if resume else {}
         results = finished_results(run, cells) if resume else {}
         meta = {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
+                "config_files": [str(config.path), *map(str, config.overlays)],
                 "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
                 "environment": environment(device), "provenance": provenance(), "data_root": str(datasets.data_root(data_root)),
                 "invocation": invocation or {}, "started": previous.get("started", utc_now()),

@@ -44,6 +44,17 @@ def test_zero_inner_lr_is_a_regression_naming_the_cell(runs, capsys):
     assert "better *" in capsys.readouterr().out
 
 
+def test_markdown_and_json_for_a_pull_request(runs, capsys):
+    assert main(["compare", str(runs["base"]), str(runs["lr0"]), "--format", "md"]) == 1
+    text = capsys.readouterr().out
+    assert text.startswith("**metabench compare**: ") and "**1 regression(s)**" in text
+    gated = text.split("<details>")[0]
+    assert "| sine-k10 | maml | 0 | mse@10 |" in gated and "REGRESSION *" in gated and "mse@0" not in gated
+    assert main(["compare", str(runs["base"]), str(runs["rerun"]), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressions"] == 0 and data["gated"] == 2 and {r["metric"] for r in data["rows"]} >= {"mse@10"}
+
+
 def test_a_large_min_delta_accepts_the_drop(runs):
     assert main(["compare", str(runs["base"]), str(runs["lr0"]), "--min-delta", "100"]) == 0
 

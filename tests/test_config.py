@@ -142,3 +142,85 @@ def test_autocast_accepts_bf16_and_refuses_other_precisions(tmp_path):
     assert "--set budget.autocast" in message and "'fp16'" in message and "bf16" in message
     message = error_of(tmp_path, lambda r: r["profiles"]["cpu"].update(autocast="int8"))
     assert "profiles.cpu.autocast" in message
+
+
+# -- one schema of ranges and types for every number and name (issue 26) ---------------------------------------
+
+
+@pytest.mark.parametrize("sets,expected", [
+    (["budget.meta_iters=-5"], "--set budget.meta_iters: -5 is out of range; allowed: >= 0"),
+    (["budget.test_episodes=0"], "--set budget.test_episodes: 0 is out of range; allowed: >= 1"),
+    (["budget.cpus=-1"], "--set budget.cpus: -1 is out of range; allowed: 1 to 1024"),
+    (["maml.meta_batch=0"], "--set maml.meta_batch: 0 is out of range; allowed: >= 1"),
+    (["maml.inner_lr=-0.1"], "--set maml.inner_lr: -0.1 is out of range; allowed: >= 0"),
+    (["maml.inner_lr=.nan"], "--set maml.inner_lr: got NaN"),
+    (["sine-k5.shots=0"], "benchmarks.sine-k5.shots: 0 is out of range; allowed: >= 1"),
+    (["omniglot-5w1s.ways=1"], "benchmarks.omniglot-5w1s.ways: 1 is out of range; allowed: >= 2"),
+    (["sine-k5.dataset=[sine]"], "benchmarks.sine-k5.dataset: expected a string, got list ['sine']"),
+    (["sine-k5.amplitude=[5, 1]"], "expected [low, high] with finite low <= high"),
+    (["mnist-base.hidden=[20, 0]"], "0 (in [20, 0]) is out of range"),
+    (["mnist-base.activation=swish"], "'swish' is not one of sigmoid, relu, tanh"),
+])
+def test_out_of_range_values_name_key_value_range_and_source(sets, expected):
+    with pytest.raises(ConfigError) as err:
+        Config.load(None, sets)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+    assert message.startswith("--set")  # where the value came from
+
+
+def test_ranges_in_a_config_file_name_the_file(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("profiles:\n  smoke:\n    meta_iters: -1\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: profiles.smoke.meta_iters: -1 is out of range; allowed: >= 0"):
+        Config.load([overlay])
+
+
+def test_plugin_hyper_parameters_can_declare_their_own_range(monkeypatch):
+    import dataclasses
+
+    from bench.config import hparam_range
+
+    field = dataclasses.field(default=3, metadata={"range": (1, 5)})
+    field.name = "depth"
+    assert hparam_range("depth", field) == (1, 5)
+    assert hparam_range("meta_batch", dataclasses.field(default=1)) == (1, 2**31 - 1)
+
+
+def test_episode_shapes_the_split_cannot_hold_are_refused_before_any_cell(config):
+    with pytest.raises(ConfigError, match=r"5000-way episodes need 5000 classes but the train split of "
+                                          r"omniglot-5w1s has 4112 \(ways from --set protonet.train_ways\)"):
+        Config.load(None, ["protonet.train_ways=5000"]).grid(None, ["omniglot-5w1s"], ["protonet"], [0], "smoke")
+    cells, _, _ = config.grid(None, ["omniglot-5w1s"], ["protonet"], [0], "smoke")  # the shipped one is fine
+    assert cells
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("profiles:\n  smoke:\n    meta_iters: 1\n    meta_iters: 2\n", "duplicate key 'meta_iters' (first at line 3)"),
+    ("a: &a [*a]\n", "invalid YAML"),
+    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("\n".join(["a0: &a0 [x,x,x,x,x,x,x,x,x,x]"] + [f"a{i}: &a{i} [" + ",".join([f"*a{i-1}"] * 10) + "]"
+                                                   for i in range(1, 9)]), "possible alias bomb"),
+    ("x: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
+])
+def test_hostile_yaml_is_refused_in_one_line(tmp_path, text, expected):
+    path = tmp_path / "evil.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        Config.load([path])
+    assert expected in str(err.value) and "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_merge_keys_may_override_what_they_merge(tmp_path):
+    from bench.config import safe_load
+
+    assert safe_load("x: &x {a: 1}\ny: {<<: *x, a: 2}\n") == {"x": {"a": 1}, "y": {"a": 2}}
+
+
+def test_config_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("suites:\n  caf\xe9: {}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 at offset 13\); save the file"):
+        Config.load([path])
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        Config.load([tmp_path])

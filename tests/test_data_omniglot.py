@@ -87,7 +87,8 @@ def test_missing_files_are_listed_with_paths_and_the_fix(tiny):
     with pytest.raises(DataError) as err:
         load(tiny)
     msg = str(err.value)
-    assert "21 files missing or corrupt" in msg and "and 11 more" in msg
+    assert "21 files missing or corrupt" in msg and "more" not in msg  # every one named (issue 26)
+    assert msg.count("(missing)") == 21
     assert "metabench data prepare omniglot --download" in msg and "\n" not in msg
     assert str(tiny["base"] / "images_background" / "Beta" / "character01" / "0005_01.png") in msg
 

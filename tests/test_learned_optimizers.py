@@ -343,6 +343,6 @@ def test_gated_gate_figure_from_optimizer_gates_csv(tmp_path):
     run.mkdir()
     pd.DataFrame(rows).to_csv(run / "optimizer_gates.csv", index=False)
     paths = plots.draw("l2l-gated-gates", [run], tmp_path / "fig")
-    assert len(paths) == 2 and all(p.stat().st_size > 0 for p in paths)
+    assert len(paths) == 3 and all(p.stat().st_size > 0 for p in paths)  # png, pdf, provenance sidecar
     with pytest.raises(plots.FigureDataError, match="gated-lstm-optimizer"):
         plots.draw("l2l-gated-gates", [tmp_path], tmp_path / "fig")

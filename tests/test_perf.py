@@ -2,7 +2,8 @@
 
 They time the same pieces as `metabench perf` and store the ratio to the reference loop, measured in the same
 session, in each benchmark's extra_info: ratios, never absolute times, are what these shared machines can
-compare. Nothing here asserts a speed.
+compare. Nothing here asserts a speed: the speed gate (`metabench perf --quick` + `metabench compare --perf`,
+tested in tests/test_perf_gate.py) does, against the committed results/baseline-perf/.
 """
 import pytest
 import torch

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import real_omniglot_available
 
 QUICK = ["--no-progress", "--no-figures"]
 SINE_MAML = ["run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke",
@@ -119,10 +118,14 @@ def test_crafted_pickle_checkpoint_is_refused(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     out = tmp_path / "run"
-    (out / "checkpoints").mkdir(parents=True)
+    # a run folder whose cell looks interrupted (no cells/*.json), its checkpoint swapped for a crafted pickle;
+    # only --resume loads checkpoints (a new run refuses a folder it did not write)
+    assert metabench("run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke", "--set",
+                     "budget.meta_iters=5", "--set", "budget.test_episodes=5", *QUICK, "--out", str(out)).returncode == 0
+    for path in (out / "cells").glob("*.json"):
+        path.unlink()
     (out / "checkpoints" / "sine-k5__maml__seed0.pt").write_bytes(pickle.dumps(Exploit()))
-    proc = metabench("run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke", "--set",
-                     "budget.meta_iters=5", "--set", "budget.test_episodes=5", *QUICK, "--out", str(out))
+    proc = metabench("run", "--resume", str(out), *QUICK)
     assert not marker.exists()
     assert proc.returncode == 1
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
@@ -163,18 +166,18 @@ def test_missing_data_root_is_refused_naming_the_path(tmp_path):
     assert proc.returncode == 2 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(not real_omniglot_available(), reason="needs the Omniglot images (set METABENCH_DATA)")
 @pytest.mark.parametrize("setting,expected", [
-    ("omniglot-5w1s.ways=5000", "5000-way episodes need 5000 classes"),
+    ("omniglot-5w1s.ways=5000", "5000-way episodes need 5000 classes but the test split"),
     ("omniglot-5w1s.test_query=30", "exceed the 20 examples per class"),
+    ("protonet.train_ways=5000", "the train split of omniglot-5w1s has 4112 (ways from --set protonet.train_ways)"),
 ])
-def test_impossible_episode_shapes_fail_the_cell_with_the_fix(tmp_path, setting, expected):
+def test_impossible_episode_shapes_are_refused_before_any_cell(tmp_path, setting, expected):
+    """Checked from the committed split files alone (no image is read), so this needs no dataset."""
     out = tmp_path / "run"
     proc = metabench("run", "--benchmark", "omniglot-5w1s", "--algorithm", "protonet", "--profile", "smoke",
                      "--set", setting, *QUICK, "--out", str(out))
-    assert proc.returncode == 1
-    error = pd.read_csv(out / "summary.csv", keep_default_na=False)["error"].iloc[0]
-    assert expected in error
+    assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_process_pool_gives_the_local_results(tmp_path):
@@ -200,3 +203,202 @@ def test_ray_executor_gives_the_local_results(tmp_path):
         remote = pd.read_csv(tmp_path / "ray" / name)
         drop = [c for c in ("train_seconds", "eval_seconds") if c in local.columns]
         pd.testing.assert_frame_equal(local.drop(columns=drop), remote.drop(columns=drop))
+
+
+# -- issue 26: nothing lost, nothing silently wrong, no traceback for bad input ----------------------------------
+# In-process (bench.cli.main) where no process must die: the same code path as the command, ten times faster.
+
+TINY = ["run", "--benchmark", "sine-k5", "--algorithm", "pretrain", "--profile", "smoke", "--set",
+        "budget.meta_iters=3", "--set", "budget.test_episodes=3", "--set", "budget.validation_tasks=2", *QUICK]
+
+
+def cli(capsys, *args):
+    """(exit code, stderr) of `metabench ARGS`, asserting the error contract: no traceback."""
+    from bench.cli import main
+
+    try:
+        code = main(list(map(str, args)))
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def files_of(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(capsys, *TINY, "--out", out)[0] == 0
+    return out
+
+
+def test_a_second_run_of_other_cells_into_the_same_out_is_refused(finished, capsys):
+    before = files_of(finished)
+    code, err = cli(capsys, "run", "--benchmark", "sine-k10", "--algorithm", "maml", "--profile", "smoke", *QUICK,
+                    "--out", finished)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "sine-k5/pretrain/seed0 only there" in err and "sine-k10/maml/seed0 only in this run" in err
+    code, err = cli(capsys, *TINY, "--set", "budget.meta_iters=4", "--out", finished)
+    assert code == 2 and "sine-k5/pretrain/seed0 differs in budget.meta_iters: 3 -> 4" in err
+    assert files_of(finished) == before
+
+
+def test_out_into_a_folder_holding_a_users_summary_is_refused(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.csv").write_text("my,own\n1,2\n")
+    code, err = cli(capsys, *TINY, "--out", mine)
+    assert code == 2 and "not a metabench run folder" in err
+    assert files_of(mine) == {Path("summary.csv"): b"my,own\n1,2\n"}
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--set", "budget.meta_iters=-5"], "--set budget.meta_iters: -5 is out of range; allowed: >= 0"),
+    (["--set", "budget.test_episodes=0"], "--set budget.test_episodes: 0 is out of range"),
+    (["--set", "budget.cpus=-1"], "--set budget.cpus: -1 is out of range"),
+    (["--set", "sine-k5.shots=0"], "benchmarks.sine-k5.shots: 0 is out of range"),
+    (["--set", "sine-k5.dataset=[sine]"], "benchmarks.sine-k5.dataset: expected a string"),
+    (["--jobs", "0"], "argument --jobs: expected a whole number >= 1, got 0"),
+    (["--device", "tpu"], "--device 'tpu'"),
+    (["--seed", "0-99999999"], "at most 10000 at once"),
+])
+def test_bad_numbers_are_refused_before_any_cell_starts(tmp_path, capsys, args, expected):
+    out = tmp_path / "run"
+    code, err = cli(capsys, *TINY, *args, "--out", out)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_is_one_refusal_up_front(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = cli(capsys, *TINY, "--device", "cuda", "--out", tmp_path / "run")
+    assert code == 2 and "no CUDA GPU is available" in err and not (tmp_path / "run").exists()
+
+
+def test_resume_with_grid_flags_is_refused_naming_them(finished, capsys):
+    code, err = cli(capsys, "run", "--resume", finished, "--profile", "cpu", "--set", "budget.meta_iters=9")
+    assert code == 2 and "remove --profile, --set" in err
+
+
+def test_damaged_run_files_are_one_line_errors_everywhere(finished, tmp_path, capsys):
+    cells = sorted((finished / "cells").glob("*.json"))
+    cells[0].write_text('{"config_hash": "ab')  # cut short
+    code, err = cli(capsys, "run", "--resume", finished, "--no-progress")
+    assert code == 2 and f"cells/{cells[0].name} (finished-cell record is not valid JSON" in err
+    assert "0 other finished cell(s) are safe to keep" in err and "delete the damaged file(s)" in err
+    (finished / "manifest.json").write_text('{"run_id": ')
+    for args in (["run", "--resume", finished], ["report", finished], ["compare", finished, finished],
+                 ["verify", finished]):
+        code, err = cli(capsys, *args)
+        assert code == 2 and "manifest.json: run manifest is not valid JSON" in err, args
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_text_in_a_number_column_names_the_row(tmp_path, capsys):
+    base = Path(__file__).resolve().parent.parent / "results" / "baseline"
+    new = tmp_path / "new"
+    import shutil
+    shutil.copytree(base, new)
+    lines = (new / "episodes.csv").read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",abc"
+    (new / "episodes.csv").write_text("\n".join(lines) + "\n")
+    code, err = cli(capsys, "compare", base, new)
+    assert code == 2 and "episodes.csv row 4 (" in err and "value 'abc' is not a number" in err
+
+
+def test_a_lock_from_another_host_is_taken_over_only_with_break_lock(finished, capsys):
+    lock = finished / ".lock"
+    lock.write_text("some-other-host 4242\n")
+    code, err = cli(capsys, "run", "--resume", finished, "--no-progress")
+    assert code == 2 and "locked by a run on another host (some-other-host, pid 4242" in err and "--break-lock" in err
+    assert cli(capsys, "run", "--resume", finished, "--no-progress", "--break-lock")[0] == 0
+    assert not lock.exists()
+
+
+def test_break_lock_never_breaks_a_live_run_on_this_host(finished, capsys):
+    import socket
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (finished / ".lock").write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+        code, err = cli(capsys, "run", "--resume", finished, "--no-progress", "--break-lock")
+        assert code == 2 and f"pid {sleeper.pid} on this host" in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the same lock once its process is gone: stale, taken over without being asked
+    assert cli(capsys, "run", "--resume", finished, "--no-progress")[0] == 0
+
+
+def test_figures_and_report_into_unusable_paths(finished, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert cli(capsys, "figures", "all", "--from", finished, "--out", a_file)[0] == 2
+    assert cli(capsys, "report", finished, "--out", a_file)[0] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = cli(capsys, "figures", "all", "--from", empty, "--out", tmp_path / "figs")
+    assert code == 2 and "no figure could be drawn" in err
+
+
+def _mnist_copy(tmp_path) -> Path:
+    from bench.data import data_root
+    from bench.datacheck import find_mnist
+
+    real = find_mnist(data_root())
+    if not (real / "t10k-images-idx3-ubyte").is_file():
+        pytest.skip("needs the uncompressed MNIST IDX files (set METABENCH_DATA)")
+    raw = tmp_path / "data" / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in real.iterdir():
+        (raw / f.name).symlink_to(f)
+    return raw
+
+
+def test_mnist_with_flipped_bytes_is_refused_by_run(tmp_path, capsys, monkeypatch):
+    raw = _mnist_copy(tmp_path)
+    target = raw / "t10k-images-idx3-ubyte"
+    data = bytearray(target.read_bytes())
+    target.unlink()
+    data[5000:5016] = bytes(255 - b for b in data[5000:5016])  # same size, valid header
+    target.write_bytes(bytes(data))
+    monkeypatch.setenv("METABENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code, err = cli(capsys, "run", "--benchmark", "mnist-base", "--algorithm", "sgd", "--profile", "smoke", *QUICK,
+                    "--data-root", tmp_path / "data", "--out", out)
+    assert code == 1
+    error = pd.read_csv(out / "summary.csv", keep_default_na=False)["error"].iloc[0]
+    assert f"{target} (md5 " in error and "expected 2646ac647ad5339dbf082846283269ea" in error
+    assert "metabench data prepare mnist --download" in error
+    assert not pd.read_csv(out / "episodes.csv").shape[0]  # nothing was evaluated on the damaged bytes
+
+
+def test_data_checksums_are_verified_once_per_file_version(tmp_path, monkeypatch):
+    from bench.data import _files, mnist
+
+    raw = _mnist_copy(tmp_path)
+    hashed = []
+    real_md5 = _files.md5sum
+    monkeypatch.setattr(_files, "md5sum", lambda path, *a: hashed.append(Path(path).name) or real_md5(path, *a))
+    cache = tmp_path / "cache"
+    mnist._LOADED.clear()
+    mnist.load_mnist(tmp_path / "data", cache)
+    assert len(hashed) == 4 and len(list((cache / "verified").glob("*.json"))) == 4
+    mnist._LOADED.clear()
+    mnist.load_mnist(tmp_path / "data", cache)
+    assert len(hashed) == 4  # remembered by (path, size, mtime_ns): a stat per file, no hashing
+    labels = raw / "t10k-labels-idx1-ubyte"
+    content = labels.read_bytes()
+    labels.unlink()
+    labels.write_bytes(content)  # same bytes, new mtime: hashed again, then remembered again
+    mnist._LOADED.clear()
+    mnist.load_mnist(tmp_path / "data", cache)
+    assert hashed[4:] == ["t10k-labels-idx1-ubyte"]
+    mnist._LOADED.clear()

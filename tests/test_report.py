@@ -179,7 +179,7 @@ def test_omniglot_table_figure_with_published_values(tmp_path):
                                       ("omniglot-20w1s", "maml", 0): accuracy(90.0),
                                       ("omniglot-5w1s", "protonet", 0): accuracy(98.0)})
     paths = plots.draw("omniglot-table", [run], tmp_path / "fig")
-    assert {p.suffix for p in paths} == {".png", ".pdf", ".csv", ".md"}
+    assert {p.suffix for p in paths} == {".png", ".pdf", ".csv", ".md", ".tex", ".json"}  # .json: provenance
     md = (tmp_path / "fig" / "omniglot-table.md").read_text()
     assert "(98.7 ± 0.4)" in md and "(98.8)" in md and "omniglot-20w1s" in md
     with pytest.raises(plots.FigureDataError, match="miniimagenet"):
@@ -190,7 +190,7 @@ def test_reptile_vs_maml_vs_pretrain_figure(tmp_path):
     run = make_run(tmp_path / "run", {("sine-k10", a, 0): sine(level) for a, level in
                                       (("maml", 0.5), ("reptile", 0.6), ("pretrain", 3.0))})
     paths = plots.draw("reptile-vs-maml-vs-pretrain", [run], tmp_path / "fig")
-    assert all(p.is_file() and p.stat().st_size > 0 for p in paths) and len(paths) == 2
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths) and len(paths) == 3  # png, pdf, provenance
 
 
 @pytest.mark.parametrize("name,needs", [("l2l-mnist-curves", "lstm-optimizer"), ("metalstm-gates", "meta-lstm")])
@@ -204,9 +204,9 @@ def test_l2l_curves_and_gate_figures_from_their_csvs(tmp_path):
     curves = {f"loss@{t}": np.full(20, 2.0 / (t + 1)) + np.random.default_rng(t).random(20) * 0.01 for t in range(0, 100, 10)}
     run = make_run(tmp_path / "run", {("mnist-base", "adam", 0): {**curves, "final_loss": curves["loss@90"]},
                                       ("mnist-base", "lstm-optimizer", 0): curves})
-    assert len(plots.draw("l2l-mnist-curves", [run], tmp_path / "fig")) == 2
+    assert len(plots.draw("l2l-mnist-curves", [run], tmp_path / "fig")) == 3
     gates = pd.DataFrame([{"algorithm": "meta-lstm", "episode": e, "layer": layer, "step": s, "gate": g,
                            "value": 0.5 + 0.01 * s} for e in range(3) for layer in (1, 2) for s in range(5)
                           for g in ("input", "forget")])
     gates.to_csv(run / "gates.csv", index=False)
-    assert len(plots.draw("metalstm-gates", [run], tmp_path / "fig")) == 2
+    assert len(plots.draw("metalstm-gates", [run], tmp_path / "fig")) == 3

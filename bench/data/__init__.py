@@ -43,6 +43,18 @@ def open_source(spec: dict[str, Any], root: str | os.PathLike | None = None):
     return ClassificationSource(spec, module.load_splits(spec, data_root(root), cache_dir()))
 
 
+def split_sizes(spec: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
+    """(classes, examples per class) per part of an image benchmark's split when the committed split files say
+    so without reading images; None when they cannot (other datasets, an unreadable split: the cell reports it)."""
+    module = importlib.import_module(f"bench.data.{DATASETS[spec['dataset']]}")
+    if not hasattr(module, "split_sizes"):
+        return None
+    try:
+        return module.split_sizes(spec)
+    except (DataError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class DataError(RuntimeError):
     """Missing or corrupt dataset files; the message lists each problem with its expected path and the fix."""
 

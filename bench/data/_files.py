@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -10,8 +11,9 @@ from typing import Any, Iterable
 
 import torch
 
-# How many problems an error message spells out; the rest are counted ("... and 123 more").
-SHOWN_PROBLEMS = 10
+# How many problems an error message spells out; the rest are counted ("... and 123 more") and `metabench data
+# check` lists every one. 10 used to cut a list of 22 files short, the usual size of a partly copied folder.
+SHOWN_PROBLEMS = 30
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class Problem:
 def problem_summary(dataset: str, problems: list[Problem], fix: str) -> str:
     """One line: how many files are missing/corrupt, the first few with their expected paths, and the fix."""
     shown = "; ".join(str(p) for p in problems[:SHOWN_PROBLEMS])
-    more = f"; ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    more = (f"; ... and {len(problems) - SHOWN_PROBLEMS} more (`metabench data check {dataset}` lists every one)"
+            if len(problems) > SHOWN_PROBLEMS else "")
     noun = "file" if len(problems) == 1 else "files"
     return f"{dataset}: {len(problems)} {noun} missing or corrupt: {shown}{more}. Fix: {fix}"
 
@@ -92,6 +95,34 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def verified_md5(path: Path, expected: str, cache: Path) -> str:
+    """The md5 of `path`, computed on first use and then remembered per (path, size, mtime_ns) in the cache folder
+    (the data root may be read-only), so every run verifies its files at the cost of a stat. Returns the actual
+    digest; the caller compares it with `expected` and names the file in its error. Only a digest equal to
+    `expected` is remembered: a damaged file is hashed again on every use, so repairing it needs no cache flush."""
+    path = Path(path)
+    st = path.stat()
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    record = Path(cache) / "verified" / f"{key}.json"
+    stamp = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": expected}
+    try:
+        if json.loads(record.read_text()) == stamp:
+            return expected
+    except (OSError, ValueError):
+        pass  # absent or damaged: hash the file
+    actual = md5sum(path)
+    if actual == expected:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=record.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(stamp, f)
+            os.replace(tmp, record)
+        except OSError:
+            pass  # an unwritable cache only costs hashing again next time
+    return actual
 
 
 def worker_count() -> int:

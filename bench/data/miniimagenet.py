@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.data import DataError, ImageSplit
 from bench.data._files import (Problem, load_cached, problem_summary, save_atomic, settings_key, stat_fingerprint,
-                               worker_count)
+                               verified_md5, worker_count)
 
 SPLIT_PARTS = ("train", "val", "test")
 RAVI_DIR = Path(__file__).resolve().parent / "splits" / "miniimagenet_ravi"
@@ -90,6 +90,12 @@ def read_csv(path: Path) -> dict[str, list[str]]:
                 raise DataError(f"{path}:{line}: expected 'filename,label', got {row}")
             classes.setdefault(row[1], []).append(row[0])
     return classes
+
+
+def split_sizes(spec: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(classes, images per class) of each part, from the split CSVs alone (no image is read)."""
+    parts = read_split(split_dir_of(spec))
+    return {part: (len(classes), min((len(f) for f in classes.values()), default=0)) for part, classes in parts.items()}
 
 
 def read_split(folder: Path) -> dict[str, dict[str, list[str]]]:
@@ -212,6 +218,12 @@ def load_part(images: Path, cache: Path, label: str, part: str, classes: dict[st
 def load_splits(spec: dict[str, Any], root: Path, cache: Path) -> dict[str, ImageSplit]:
     """train / val / test ImageSplits for a Mini-ImageNet benchmark spec (split, image_size)."""
     folder = split_dir_of(spec)
+    if folder == RAVI_DIR:  # the committed split: its md5s are known (checked once per file version)
+        for part, want in RAVI_MD5.items():
+            path = folder / f"{part}.csv"
+            if (actual := verified_md5(path, want, Path(cache))) != want:
+                raise DataError(f"miniimagenet: {path} has md5 {actual}, expected {want}; restore it from the "
+                                f"repository (git checkout -- {path.name}) or reinstall metabench")
     parts = read_split(folder)
     images = find_images(Path(root))
     keys, missing, total = missing_images(images, parts)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import struct
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 
 from algorithms.base import BatchRequest, OptimizeeBatch, OptimizeeProblem, ProblemSpec
 from bench.data import DataError
+from bench.data._files import verified_md5
 from bench.episodes import EpisodeDigest, frozen_generator
 
 PROBLEM_KEYS = {"hidden", "activation", "batch_size", "horizon", "init_std"}
@@ -45,15 +47,22 @@ _LOCK = threading.Lock()
 # files
 
 
-def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int) -> tuple[bytes | None, str]:
-    """The payload of one IDX file (uncompressed preferred, else .gz), or None and what is wrong."""
-    for path, opener in ((raw / name, open), (raw / f"{name}.gz", gzip.open)):
+def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int,
+              cache: Path | None = None) -> tuple[bytes | None, str]:
+    """The payload of one IDX file (uncompressed preferred, else .gz), or None and what is wrong. The file's md5
+    is checked against the official one first (once per file version: bench.data._files.verified_md5): a file
+    with flipped bytes but a valid header and size was once used silently, and its test runs even kept the same
+    digest."""
+    from bench.datacheck import MNIST_FILES
+
+    md5 = {entry[0]: (entry[2], entry[1]) for entry in MNIST_FILES}[name]  # (uncompressed, .gz)
+    for path, opener, want in ((raw / name, open, md5[0]), (raw / f"{name}.gz", gzip.open, md5[1])):
         if not path.is_file():
             continue
         try:
             with opener(path, "rb") as f:
                 data = f.read()
-        except OSError as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             return None, f"{path} (unreadable: {exc})"
         dims = 3 if magic == IMAGE_MAGIC else 1
         header = 4 + 4 * dims
@@ -63,6 +72,8 @@ def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int) -> 
         if count != items or len(data) != header + items * item_bytes:
             return None, (f"{path} (truncated or wrong: header says {count} items, {len(data)} bytes; expected "
                           f"{items} items, {header + items * item_bytes} bytes)")
+        if cache is not None and (actual := verified_md5(path, want, cache)) != want:
+            return None, f"{path} (md5 {actual}, expected {want}: the file is damaged or not the official one)"
         return data[header:], ""
     return None, f"{raw / name}[.gz] (missing)"
 
@@ -76,10 +87,13 @@ def available(root: Path) -> bool:
     return all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n in names)
 
 
-def load_mnist(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{"train": (images uint8 [60000, 784], labels int64), "test": (... [10000, 784], ...)}, read once."""
+def load_mnist(root: Path, cache: Path | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"train": (images uint8 [60000, 784], labels int64), "test": (... [10000, 784], ...)}, read once per
+    process, each file's md5 verified (remembered in `cache`, default $METABENCH_CACHE)."""
+    from bench.data import cache_dir
     from bench.datacheck import MNIST_URL, find_mnist, mnist_dirs
 
+    cache = Path(cache) if cache is not None else cache_dir()
     raw = find_mnist(Path(root))
     key = str(raw.resolve()) if raw.exists() else str(raw)
     with _LOCK:
@@ -87,8 +101,8 @@ def load_mnist(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             return _LOADED[key]
         out, problems = {}, []
         for split, (images_name, labels_name, items) in SPLIT_FILES.items():
-            images, why_i = _read_idx(raw, images_name, IMAGE_MAGIC, items, 28 * 28)
-            labels, why_l = _read_idx(raw, labels_name, LABEL_MAGIC, items, 1)
+            images, why_i = _read_idx(raw, images_name, IMAGE_MAGIC, items, 28 * 28, cache)
+            labels, why_l = _read_idx(raw, labels_name, LABEL_MAGIC, items, 1, cache)
             problems += [w for w in (why_i, why_l) if w]
             if images is not None and labels is not None:
                 out[split] = (torch.frombuffer(bytearray(images), dtype=torch.uint8).view(items, 28 * 28),
@@ -229,4 +243,4 @@ class MnistOptimizees:
 
 
 def open_source(spec: dict[str, Any], data_root: Path, cache_dir: Path | None = None) -> MnistOptimizees:
-    return MnistOptimizees(spec, load_mnist(Path(data_root)))
+    return MnistOptimizees(spec, load_mnist(Path(data_root), cache_dir))

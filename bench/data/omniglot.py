@@ -355,6 +355,15 @@ def available_splits() -> list[str]:
     return sorted(p.stem[len("omniglot_"):] for p in SPLITS_DIR.glob("omniglot_*.json") if p != MANIFEST)
 
 
+def split_sizes(spec: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(classes, examples per class) of each part, from the committed split file alone (no image is read), so a
+    run can refuse an impossible episode shape before any cell starts."""
+    path = split_file(str(spec.get("split") or "vinyals"))
+    counts = json.loads(path.read_text()).get("counts") or {}
+    angles = rotations_of(spec)
+    return {part: (int(counts[part]) * len(angles), DRAWERS) for part in SPLIT_PARTS if part in counts}
+
+
 def split_file(split: str) -> Path:
     """A committed split name ('vinyals', 'maml-random') or a path to a split JSON of the same format."""
     path = Path(split) if split.endswith(".json") else SPLITS_DIR / f"omniglot_{split}.json"

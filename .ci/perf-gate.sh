@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Both gates, for any CI: the accuracy gate (`metabench compare`, docs/regression-gate.md) and the speed gate
+# (`metabench compare --perf`, docs/performance.md), each against its committed baseline, with one markdown summary
+# for a pull-request comment. .github/workflows/metabench-gates.yml and .ci/run call this script.
+#
+#   .ci/perf-gate.sh [accuracy] [speed]        (no argument: both)
+#
+# Environment:
+#   METABENCH     how to call metabench (default `metabench`; e.g. "python3 -m tox exec -e py311 -- metabench")
+#   GATE_SUMMARY  file the markdown summary is appended to (default: $GITHUB_STEP_SUMMARY on GitHub, else
+#                 gate-summary.md in the current folder)
+#   GATE_WORK     folder for the new runs (default: a temporary folder, removed at exit)
+# Exit: 0 both passed; 1 a regression (named on stderr and in the summary); 2 a gate could not compare (stale
+# baseline, missing files). Both gates run even when the first fails, so one CI run reports everything.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+read -r -a metabench <<< "${METABENCH:-metabench}"   # a command prefix: split into words on purpose
+summary="${GATE_SUMMARY:-${GITHUB_STEP_SUMMARY:-gate-summary.md}}"
+if [ -n "${GATE_WORK:-}" ]; then
+    work="$GATE_WORK"; mkdir -p "$work"
+else
+    work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+fi
+gates=("$@"); [ ${#gates[@]} -eq 0 ] && gates=(accuracy speed)
+worst=0
+record() {  # keep the most serious exit code: 2 (cannot compare) over 1 (regression) over 0
+    local rc=$1
+    if [ "$rc" -ge 2 ] || [ "$worst" -ge 2 ]; then worst=2; elif [ "$rc" -eq 1 ]; then worst=1; fi
+}
+
+for gate in "${gates[@]}"; do
+    case "$gate" in
+    accuracy)
+        # One thread, as results/baseline/ was made: tiny MLPs gain nothing from threads, and oversubscribed
+        # threads on a busy 2-core box are ten times slower.
+        if OMP_NUM_THREADS=1 "${metabench[@]}" run gate --out "$work/run" --no-progress --no-figures; then rc=0; else rc=$?; fi
+        if [ "$rc" -ne 0 ]; then  # a cell failed: still compare (the gate names it), but never pass
+            echo "perf-gate: metabench run gate exited $rc" >&2; record 1
+        fi
+        "${metabench[@]}" compare results/baseline "$work/run" --format md >> "$summary"; record $?
+        ;;
+    speed)
+        # --quick: about two minutes on 2 busy cores, one thread, each step between two samples of a reference
+        # workload, so the CI machine's speed and load cancel in the ratios (docs/performance.md).
+        if ! "${metabench[@]}" perf --quick --out "$work/perf"; then
+            echo "perf-gate: metabench perf failed" >&2; record 2; continue
+        fi
+        "${metabench[@]}" compare --perf results/baseline-perf "$work/perf" --format json > "$work/speed.json"
+        rc=$?
+        if [ "$rc" -eq 1 ]; then
+            # A regression must reproduce: re-measure just the flagged steps in a fresh process and gate on that.
+            # A code change slows a step every time; a burst of load on a shared machine rarely hits the same
+            # step twice (docs/performance.md: the false-alarm rate with and without this confirmation).
+            # (raw_decode from the first brace: a wrapper such as `tox exec` may print lines around the JSON)
+            mapfile -t flagged < <(python3 -c 'import json, sys; t = open(sys.argv[1]).read(); print("\n".join(json.JSONDecoder().raw_decode(t[t.index("{"):])[0]["regressions"]))' "$work/speed.json")
+            echo "perf-gate: slower: ${flagged[*]}; re-measuring them to confirm" >&2
+            steps=(); for s in "${flagged[@]}"; do steps+=(--step "$s"); done
+            "${metabench[@]}" compare --perf results/baseline-perf "$work/perf" --format md >> "$summary"
+            if "${metabench[@]}" perf --quick --out "$work/perf-confirm" "${steps[@]}"; then
+                { echo; echo "Re-measured the flagged step(s) in a fresh process:"; echo; } >> "$summary"
+                "${metabench[@]}" compare --perf results/baseline-perf "$work/perf-confirm" "${steps[@]}" --format md >> "$summary"
+                record $?
+            else
+                echo "perf-gate: metabench perf (confirmation) failed" >&2; record 2
+            fi
+        else
+            [ "$rc" -eq 0 ] && "${metabench[@]}" compare --perf results/baseline-perf "$work/perf" --format md >> "$summary"
+            record "$rc"
+        fi
+        ;;
+    *)
+        echo "perf-gate: unknown gate '$gate' (expected accuracy and/or speed)" >&2; exit 2 ;;
+    esac
+    echo >> "$summary"
+done
+echo "perf-gate: summary in $summary; exit $worst" >&2
+exit "$worst"
