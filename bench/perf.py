@@ -298,7 +298,8 @@ def _sources(config: Config, data_root=None, size: Size | None = None) -> dict[s
     except (data.DataError, OSError):  # speed does not depend on pixel values: random digits of the same shapes
         from bench.data.mnist import MnistOptimizees
         g = torch.Generator().manual_seed(0)
-        fake = {split: (torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
+        # flat [n, 784] rows, the layout load_mnist gives
+        fake = {split: (torch.randint(0, 256, (n, 28 * 28), dtype=torch.uint8, generator=g),
                         torch.randint(0, 10, (n,), generator=g)) for split, n in (("train", 60000), ("test", 10000))}
         sources[MNIST] = (MnistOptimizees(spec, fake), "synthetic images (MNIST not found)")
     return sources
