@@ -49,16 +49,26 @@ for gate in "${gates[@]}"; do
         "${metabench[@]}" compare --perf results/baseline-perf "$work/perf" --format json > "$work/speed.json"
         rc=$?
         if [ "$rc" -eq 1 ]; then
-            # A regression must reproduce: re-measure just the flagged steps in a fresh process and gate on that.
-            # A code change slows a step every time; a burst of load on a shared machine rarely hits the same
-            # step twice (docs/performance.md: the false-alarm rate with and without this confirmation).
+            # A regression must reproduce against the baseline's own code, timed now on this machine: the
+            # committed ratios were measured on another occasion, and some steps drift 5-15% between occasions on
+            # unchanged code (docs/performance.md). `perf --against` runs the baseline commit's code and this code
+            # in alternating fresh processes (bench/perf_ab.py); the gate is their comparison. A code change slows
+            # its step on every side-by-side rerun; an occasion's drift hits both sides alike.
             # (raw_decode from the first brace: a wrapper such as `tox exec` may print lines around the JSON)
             mapfile -t flagged < <(python3 -c 'import json, sys; t = open(sys.argv[1]).read(); print("\n".join(json.JSONDecoder().raw_decode(t[t.index("{"):])[0]["regressions"]))' "$work/speed.json")
-            echo "perf-gate: slower: ${flagged[*]}; re-measuring them to confirm" >&2
+            echo "perf-gate: slower: ${flagged[*]}; timing them side by side with the baseline's code to confirm" >&2
             steps=(); for s in "${flagged[@]}"; do steps+=(--step "$s"); done
             "${metabench[@]}" compare --perf results/baseline-perf "$work/perf" --format md >> "$summary"
-            if "${metabench[@]}" perf --quick --out "$work/perf-confirm" "${steps[@]}"; then
-                { echo; echo "Re-measured the flagged step(s) in a fresh process:"; echo; } >> "$summary"
+            if "${metabench[@]}" perf --quick --against results/baseline-perf --out "$work/ab" "${steps[@]}"; then
+                { echo; echo "Confirmation: the flagged step(s) timed side by side with the baseline commit's code" \
+                       "(alternating fresh processes, \`metabench perf --against results/baseline-perf\`):"; echo; } >> "$summary"
+                "${metabench[@]}" compare --perf "$work/ab/baseline" "$work/ab/new" "${steps[@]}" --format md >> "$summary"
+                record $?
+            elif "${metabench[@]}" perf --quick --out "$work/perf-confirm" "${steps[@]}"; then
+                # the baseline's commit cannot be run here (a shallow clone, a wheel): re-measure against the
+                # committed ratios instead, which cannot tell an occasion's drift from a slower commit
+                { echo; echo "Re-measured the flagged step(s) in a fresh process (the baseline's commit could not be" \
+                       "run here, so this compares with the committed ratios):"; echo; } >> "$summary"
                 "${metabench[@]}" compare --perf results/baseline-perf "$work/perf-confirm" "${steps[@]}" --format md >> "$summary"
                 record $?
             else

@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", default="cpu")
     perf.add_argument("--autocast", choices=["bf16"], help="full size: also time MAML and ProtoNet under "
                                                           "torch.autocast (bfloat16) in perf-report.csv")
+    perf.add_argument("--against", metavar="REV|PERF_DIR",
+                      help="also time the code of this git revision (or of the commit a perf folder's manifest "
+                           "records, e.g. results/baseline-perf) in fresh processes alternating with this code; "
+                           "writes OUT/baseline/run-N and OUT/new/run-N for `compare --perf` (bench/perf_ab.py)")
+    perf.add_argument("--rounds", type=int, default=3,
+                      help="with --against: processes per side (default 3)")
 
     fig = sub.add_parser("figures", parents=[quiet], help="draw figures by name from run folders' CSVs")
     fig.add_argument("name", nargs="?", help="a figure name, 'all', or 'paper' (then PAPER: one paper's figure set)")

@@ -592,6 +592,8 @@ def command(args) -> int:
         for step in steps(spec, config, _sources(config, size=spec)):
             print(step.name)
         return 0
+    if getattr(args, "against", None):
+        return _against(args, size)
     repeats = args.repeats or spec.repeats
     if repeats < 5:
         print("metabench: perf needs at least 5 repeats per step for the gate's test; using 5", file=sys.stderr)
@@ -622,4 +624,20 @@ def command(args) -> int:
         print(brief[["step", "median_ratio", "ratio_iqr", "median_cpu_ratio", "median_seconds", "step_peak_mb"]]
               .to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"metabench: wrote {out / 'perf.csv'}", file=sys.stderr)
+    return 0
+
+
+def _against(args, size: str) -> int:
+    from bench import perf_ab
+
+    if args.rounds < 2:
+        print("metabench: perf --rounds must be at least 2 (the gate needs each side's run-to-run noise)",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("results") / "perf-ab"
+    try:
+        perf_ab.run(args.against, out, list(getattr(args, "step", None) or []), size, args.rounds)
+    except perf_ab.ABError as exc:
+        print(f"metabench: perf --against: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -8,7 +8,8 @@
 
     python experiments/perf-gate/false_alarms.py [--first 4] [--reruns 10] [--work /tmp/perf-gate] [--out experiments/perf-gate]
 
-Reruns are numbered from --first (reruns 0-3 of the measurement in docs/performance.md became the baseline's
+A flagged rerun is confirmed as .ci/perf-gate.sh does it: the flagged steps timed side by side with the baseline
+commit's code (`metabench perf --against`). Reruns are numbered from --first (reruns 0-3 of the measurement in docs/performance.md became the baseline's
 runs 2-5, so the reruns compared here are 4-13); a rerun folder already in --work is compared, not remeasured.
 
 Writes false_alarms.csv (one row per rerun and clock: exit code, regressed steps, the largest change) and
@@ -50,17 +51,19 @@ def gate(baseline: Path, new: Path, clock: str, *extra: str) -> dict:
 
 
 def confirm(baseline: Path, first: dict, folder: Path, env: dict | None = None) -> dict:
-    """What .ci/perf-gate.sh does after an exit 1: re-measure only the flagged steps in a fresh process and gate
-    on that re-measurement (cpu clock, the default)."""
+    """What .ci/perf-gate.sh does after an exit 1: time only the flagged steps side by side with the baseline
+    commit's code (`metabench perf --against results/baseline-perf`, alternating fresh processes) and gate on that
+    pair (cpu clock, the default). An injected slowdown in `env` reaches the new side only."""
     if first["exit"] != 1:
         return {"confirmed_exit": first["exit"], "confirmed": ""}
     steps = [a for s in first["regressions"].split() for a in ("--step", s)]
-    if not (folder / "perf.csv").is_file():
-        done = metabench("perf", "--quick", "--out", str(folder), *steps, env=env)
+    if not (folder / "ab.json").is_file():
+        done = metabench("perf", "--quick", "--against", str(BASELINE), "--out", str(folder), *steps, env=env)
         if done.returncode:
-            raise SystemExit(f"metabench perf failed: {done.stderr[-2000:]}")
-    again = gate(baseline, folder, "cpu", *steps)
-    return {"confirmed_exit": again["exit"], "confirmed": again["regressions"]}
+            raise SystemExit(f"metabench perf --against failed: {done.stderr[-2000:]}")
+    again = gate(folder / "baseline", folder / "new", "cpu", *steps)
+    return {"confirmed_exit": again["exit"], "confirmed": again["regressions"],
+            "confirmed_max_change": again["max_change"]}
 
 
 def main() -> None:
@@ -132,7 +135,7 @@ def main() -> None:
     for clock, g in table.groupby("clock"):
         print(f"false alarms ({clock} clock): {int((g['exit'] == 1).sum())} of {len(g)} reruns")
     cpu = table[table["clock"] == "cpu"]
-    print(f"false alarms (cpu clock, confirmed by a re-measurement as .ci/perf-gate.sh does): "
+    print(f"false alarms (cpu clock, confirmed side by side with the baseline's code as .ci/perf-gate.sh does): "
           f"{int((cpu['confirmed_exit'] == 1).sum())} of {len(cpu)} reruns")
     found = pd.DataFrame(found)
     if not found.empty:
