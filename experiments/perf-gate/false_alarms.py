@@ -6,11 +6,13 @@
    Omniglot meta-training step do 10%, 20% or 30% more work, compared with the baseline restricted to the same
    steps. Exit 1 naming train/maml/omniglot-5w1s is a detection.
 
-    python experiments/perf-gate/false_alarms.py [--first 4] [--reruns 10] [--work /tmp/perf-gate] [--out experiments/perf-gate]
+    python experiments/perf-gate/false_alarms.py [--first 4] [--reruns 10] [--work /tmp/perf-gate] \
+        [--out experiments/perf-gate]
 
 A flagged rerun is confirmed as .ci/perf-gate.sh does it: the flagged steps timed side by side with the baseline
-commit's code (`metabench perf --against`). Reruns are numbered from --first (reruns 0-3 of the measurement in docs/performance.md became the baseline's
-runs 2-5, so the reruns compared here are 4-13); a rerun folder already in --work is compared, not remeasured.
+commit's code (`metabench perf --against`). Reruns are numbered from --first (reruns 0-3 of the measurement in
+docs/performance.md became the baseline's runs 2-5, so the reruns compared here are 4-13); a rerun folder already in
+--work is compared, not remeasured.
 
 Writes false_alarms.csv (one row per rerun and clock: exit code, regressed steps, the largest change) and
 detection.csv (one row per injected slowdown and run) into --out, and prints both.

@@ -30,7 +30,9 @@ CELL = ["run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "sm
 def metabench(args: list[str], policy: str) -> float:
     env = {**os.environ, "OMP_WAIT_POLICY": policy}
     tic = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode:
         raise SystemExit(f"metabench {' '.join(args)} failed: {done.stderr[-2000:]}")
     return time.perf_counter() - tic
