@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from algorithms.base import Learner
 

@@ -5,8 +5,9 @@ The dependency runs one way: `bench` imports this module, nothing here imports `
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
@@ -30,7 +31,7 @@ class Episode:
     shots: int
     info: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device: torch.device | str) -> "Episode":
+    def to(self, device: torch.device | str) -> Episode:
         return dataclasses.replace(self, **_moved(self, device))
 
 
@@ -49,7 +50,7 @@ class EpisodeBatch:
     def __len__(self) -> int:
         return self.support_x.shape[0]
 
-    def to(self, device: torch.device | str) -> "EpisodeBatch":
+    def to(self, device: torch.device | str) -> EpisodeBatch:
         return dataclasses.replace(self, **_moved(self, device))
 
     def task(self, index: int) -> Episode:
@@ -91,7 +92,7 @@ class LabelledBatch:
     y: torch.Tensor
     num_classes: int
 
-    def to(self, device: torch.device | str) -> "LabelledBatch":
+    def to(self, device: torch.device | str) -> LabelledBatch:
         return LabelledBatch(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True),
                              self.num_classes)
 
@@ -145,11 +146,18 @@ class Learner:
     hyper-parameters benchmarks.yaml may set; the config validator rejects any other key). The constructor
     receives the problem shapes, the resolved hyper-parameters, a device and a dict of named torch.Generators
     ("init", "algorithm") derived from the cell seed: algorithms must draw all randomness from these.
+
+    What the harness calls, per benchmark kind, is declared by the protocols at the end of this module
+    (LEARNER_PROTOCOLS); this class gives every optional hook a default, so a subclass writes meta_train_step and
+    predict/predict_steps (episodic kinds) or optimize (optimizer kind).
     """
 
     kinds: ClassVar[tuple[str, ...]] = ()
     Hparams: ClassVar[type] = object
     name: ClassVar[str] = ""
+    # Total meta-iterations of the cell's budget, which schedules (cosine learning rates, annealing) read during
+    # training. The harness sets it after construction, so constructors keep one signature for every algorithm.
+    meta_iters: int = 0
 
     def __init__(self, problem: ProblemSpec, hparams: Any, device: torch.device,
                  generators: Mapping[str, torch.Generator]):
@@ -157,8 +165,6 @@ class Learner:
         self.hparams = hparams
         self.device = device
         self.generators = dict(generators)
-        # Total meta-iterations of this cell's budget; the harness sets it before training (schedules use it).
-        self.meta_iters = 0
 
     # -- training ---------------------------------------------------------------------------------------
     def batch_request(self) -> BatchRequest:
@@ -355,7 +361,7 @@ class OptimizeeProblem:
                 x = act(x)
         return torch.nn.functional.cross_entropy(x, y)
 
-    def to(self, device: torch.device | str) -> "OptimizeeProblem":
+    def to(self, device: torch.device | str) -> OptimizeeProblem:
         inputs, targets, index = self.inputs, self.targets, self.index
         if index is not None and torch.device(device) != inputs.device:
             # another device gets this run's minibatches, not the whole dataset
@@ -383,6 +389,55 @@ class OptimizeeBatch:
     def __iter__(self):
         return iter(self.problems)
 
-    def to(self, device: torch.device | str) -> "OptimizeeBatch":
+    def to(self, device: torch.device | str) -> OptimizeeBatch:
         return OptimizeeBatch([p.to(device) for p in self.problems],
                               None if self.base is None else [p.to(device) for p in self.base])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# learner protocols: every hook the harness (bench.cell, bench.evaluate) calls, per benchmark kind. `Learner`
+# provides defaults for all but meta_train_step, predict/predict_steps and optimize.
+
+
+@runtime_checkable
+class TrainableLearner(Protocol):
+    """What the harness calls on a learner of any kind: build, meta-train, tune, checkpoint (bench.cell)."""
+
+    meta_iters: int
+
+    def batch_request(self) -> BatchRequest: ...
+
+    def meta_train_step(self, batch: Any) -> dict[str, float]: ...
+
+    def tune(self, validation: Any) -> dict[str, float]: ...
+
+    def diagnostics(self) -> dict[str, list[dict[str, Any]]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class EpisodicLearner(TrainableLearner, Protocol):
+    """`classification` and `regression` benchmarks: predictions for an episode's query set. Classification
+    scores `predict` (logits) and `extra_metrics`; regression scores `predict_steps` (outputs after 0..eval_steps
+    adaptation steps)."""
+
+    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor: ...
+
+    def predict_steps(self, episode: Episode, steps: list[int]) -> dict[int, torch.Tensor]: ...
+
+    def extra_metrics(self, episode: Episode) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class LearnedOptimizer(TrainableLearner, Protocol):
+    """`optimizer` benchmarks (learned and hand-designed optimizers): `optimize(problem, steps)` runs `steps`
+    updates from problem.params and returns the loss curve loss@0..loss@steps (steps + 1 values)."""
+
+    def optimize(self, problem: OptimizeeProblem, steps: int | None = None) -> torch.Tensor: ...
+
+
+LEARNER_PROTOCOLS: dict[str, type] = {"classification": EpisodicLearner, "regression": EpisodicLearner,
+                                      "optimizer": LearnedOptimizer}

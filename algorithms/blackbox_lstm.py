@@ -18,6 +18,7 @@ from algorithms.sequences import SequenceHparams, SequenceLearner
 
 @dataclass
 class BlackboxLSTMHparams(SequenceHparams):
+    grad_clip: float = 10.0            # the suite's setting for the recurrent learners (0: off)
     hidden: int = 256                  # LSTM units per layer
     layers: int = 1
 

@@ -3,8 +3,9 @@ parameters and test-time fine-tuning by plain gradient descent on the support se
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn

@@ -36,7 +36,7 @@ class GatedLSTMOptimizerHparams:
     forget_bias: float = 5.0      # b_F at initialisation: f ≈ 0.993 (Ravi & Larochelle: U(4, 6), "high")
     input_bias: float = 0.0       # b_I at initialisation: i ≈ 0.5
     unroll: int = 20
-    meta_lr: float = 0.001
+    meta_lr: float = 0.01
     meta_loss: str = "sum"        # "sum": Σ f(θ_t) as in the paper; "log": Σ log f(θ_t) (see UnrolledOptimizer)
     loss_weights: str = "flat"    # "flat": w_t = 1 (the paper); "ramp": later steps of an unroll count more
     grad_clip: float | None = None

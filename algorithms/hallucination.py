@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algorithms import nets
 from algorithms._registry import register
 from algorithms.base import Episode, EpisodeBatch
 from algorithms.protonet import ProtoNet, ProtoNetHparams, prototype_logits
@@ -61,18 +60,20 @@ class Hallucination(ProtoNet):
     Hparams = HallucinationHparams
 
     def __init__(self, problem, hparams, device, generators):
-        super().__init__(problem, hparams, device, generators)  # the ProtoNet base: embedding built first
         if hparams.n_hallucinated < 0:
             raise ValueError("hallucination.n_hallucinated: must be 0 or more")
-        self.hallucinator = Hallucinator(self.net.feature_dim, hparams.noise_dim, hparams.hidden_dim,
-                                      hparams.residual).to(device)
-        nets.init_parameters(self.hallucinator, generators["init"])
-        # one optimiser over both; with n_hallucinated = 0 the generator gets no gradients and Adam skips it
-        self.setup_adam([*self.net.parameters(), *self.hallucinator.parameters()])
+        # the ProtoNet base builds the embedding first, so n_hallucinated = 0 starts from ProtoNet's weights; one
+        # optimiser over both: with n_hallucinated = 0 the generator gets no gradients and Adam skips it
+        super().__init__(problem, hparams, device, generators)
         self.test_seed = int(torch.randint(2 ** 62, (1,), generator=generators["algorithm"]))
 
-    def modules(self):
-        return {"net": self.net, "hallucinator": self.hallucinator}
+    def build_heads(self, generators):
+        h = self.hparams
+        return {"hallucinator": Hallucinator(self.net.feature_dim, h.noise_dim, h.hidden_dim, h.residual)}
+
+    @property
+    def hallucinator(self) -> Hallucinator:
+        return self.heads["hallucinator"]
 
     def extra_state(self):
         return {**super().extra_state(), "test_seed": self.test_seed}
@@ -105,13 +106,8 @@ class Hallucination(ProtoNet):
         labels = torch.arange(ways, device=zs.device).repeat_interleave(h).expand(*lead, ways * h)
         return self.hallucinator(seeds, noise), labels
 
-    def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
-        support, query = batch.support_x, batch.query_x
-        z = self.net(torch.cat([support.flatten(0, -4), query.flatten(0, -4)]))
-        n_support = support.shape[:-3].numel()
-        zs = z[:n_support].view(*support.shape[:-3], -1)
-        zq = z[n_support:].view(*query.shape[:-3], -1)
-        support_y = batch.support_y
+    def scores(self, zs, support_y, zq, batch):
+        """ProtoNet's logits on the support set augmented with G(x, z) for each class (Sec. 3)."""
         if self.hparams.n_hallucinated > 0:
             fake, fake_y = self.hallucinate(zs, support_y, batch.ways, self._noise_generator(batch))
             zs, support_y = torch.cat([zs, fake], -2), torch.cat([support_y, fake_y], -1)

@@ -34,7 +34,9 @@ from algorithms.sequences import SequenceHparams, SequenceLearner
 
 @dataclass
 class MANNHparams(SequenceHparams):
-    protocol: str = "stream"           # MANN's own: labels one step late, a loss at every step
+    grad_clip: float = 10.0            # the suite's setting for the recurrent learners (0: off)
+    # protocol: "sequence" like the other black-box learners (comparable tables); the paper profile sets MANN's
+    # own "stream" (labels one step late, a loss at every step)
     controller: int = 200              # LSTM controller units (paper: 200)
     memory_slots: int = 128            # memory rows (paper: 128)
     memory_width: int = 40             # memory columns (paper: 40)

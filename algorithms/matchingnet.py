@@ -23,9 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms import nets
 from algorithms._registry import register
-from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
+from algorithms.metric_learner import MetricLearner
 
 
 @dataclass
@@ -37,7 +36,7 @@ class MatchingNetHparams:
     train_query: int | None = None     # queries per class in training episodes; None: the benchmark's
     fce: bool = True                   # full context embeddings (bidirectional LSTM g, attention LSTM f)
     fce_steps: int = 5                 # K processing steps of the attention LSTM
-    scale: float = 1.0                 # multiplier of the cosine similarities inside the softmax (paper: 1)
+    scale: float = 10.0                # multiplier of the cosines inside the softmax (paper: 1; see above)
     backbone: str | None = None
 
 
@@ -65,7 +64,9 @@ class FullContextEmbedding(nn.Module):
         for _ in range(self.steps):
             attention = torch.softmax(h @ g.transpose(-1, -2), dim=-1)       # [T, Q, n]
             r = attention @ g                                                # [T, Q, d]
-            h_new, c = self.f_cell(torch.cat([zq, r], -1).view(t * q, 2 * d), (h.reshape(t * q, d), c.reshape(t * q, d)))
+            # the input before the state: autograd sums zq's gradients in the order of these ops
+            x = torch.cat([zq, r], -1).view(t * q, 2 * d)
+            h_new, c = self.f_cell(x, (h.reshape(t * q, d), c.reshape(t * q, d)))
             h, c = h_new.view(t, q, d) + zq, c.view(t, q, d)
         return h
 
@@ -79,53 +80,26 @@ def matching_logits(zq: torch.Tensor, zs: torch.Tensor, support_y: torch.Tensor,
 
 
 @register("matchingnet")
-class MatchingNet(AdamEpisodicLearner):
+class MatchingNet(MetricLearner):
     """Matching Networks (Vinyals et al. 2016), cosine attention, optional full context embeddings."""
 
-    kinds = ("classification",)
     Hparams = MatchingNetHparams
 
-    def __init__(self, problem, hparams, device, generators):
-        super().__init__(problem, hparams, device, generators)
-        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
-        params = list(self.net.parameters())
-        self.fce = None
-        if hparams.fce:
-            self.fce = FullContextEmbedding(self.net.feature_dim, hparams.fce_steps).to(device)
-            nets.init_parameters(self.fce, generators["init"])
-            params += list(self.fce.parameters())
-        self.setup_adam(params)
+    def build_heads(self, generators):
+        if not self.hparams.fce:
+            return {}
+        return {"fce": FullContextEmbedding(self.net.feature_dim, self.hparams.fce_steps)}
 
-    def modules(self):
-        return {"net": self.net, **({"fce": self.fce} if self.fce is not None else {})}
+    @property
+    def fce(self) -> FullContextEmbedding | None:
+        return self.heads.get("fce")
 
-    def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
-        support, query = batch.support_x, batch.query_x
-        single = support.dim() == 4
-        if single:  # one episode: add the task dimension
-            support, query, support_y = support[None], query[None], batch.support_y[None]
-        else:
-            support_y = batch.support_y
-        t = support.shape[0]
-        z = self.net(torch.cat([support.flatten(0, 1), query.flatten(0, 1)]))  # one pass over both sets
-        n = support.shape[1]
-        zs = z[:t * n].view(t, n, -1)
-        zq = z[t * n:].view(t, query.shape[1], -1)
+    def scores(self, zs, support_y, zq, batch):
+        """log ŷ of Eq. (1)-(2), on the full context embeddings g(x_i, S), f(x̂, S) when fce is on."""
+        return self.per_task(self._batched_scores, zs, support_y, zq, batch.ways)
+
+    def _batched_scores(self, zs, support_y, zq, ways):
         if self.fce is not None:
             zs = self.fce.embed_support(zs)
             zq = self.fce.embed_query(zq, zs)
-        logits = matching_logits(zq, zs, support_y, batch.ways, self.hparams.scale)
-        return logits[0] if single else logits
-
-    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
-        self.net.train()
-        logits = self._logits(batch)
-        loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
-        self.adam_step(loss, episodes=len(batch))
-        accuracy = (logits.argmax(-1) == batch.query_y).float().mean()
-        return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
-
-    @torch.no_grad()
-    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
-        self.net.eval()
-        return self._logits(episode)
+        return matching_logits(zq, zs, support_y, ways, self.hparams.scale)

@@ -107,7 +107,7 @@ def _cpu_features() -> list[str]:
 
 
 _build_details: dict = {}
-calls = 0   # forward calls of the kernel in this process; a cell compares it before and after (bench/runner.py)
+calls = 0   # forward calls of the kernel in this process; a cell compares it before and after (bench/cell.py)
 
 
 def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL | None:

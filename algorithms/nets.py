@@ -6,7 +6,7 @@ network neither reads nor advances the global RNG (results depend on the cell se
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

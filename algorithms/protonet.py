@@ -11,9 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from algorithms import nets
 from algorithms._registry import register
-from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
+from algorithms.metric_learner import MetricLearner
 
 
 @dataclass
@@ -43,38 +42,11 @@ def prototype_logits(support: torch.Tensor, support_y: torch.Tensor, query: torc
 
 
 @register("protonet")
-class ProtoNet(AdamEpisodicLearner):
-    """Prototypical Networks (Snell et al. 2017) on a Conv-4 embedding."""
+class ProtoNet(MetricLearner):
+    """Prototypical Networks (Snell et al. 2017) on a Conv-4 embedding: no module besides it."""
 
-    kinds = ("classification",)
     Hparams = ProtoNetHparams
 
-    def __init__(self, problem, hparams, device, generators):
-        super().__init__(problem, hparams, device, generators)
-        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
-        self.setup_adam(self.net.parameters())
-
-    def modules(self):
-        return {"net": self.net}
-
-    def _logits(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
-        support, query = batch.support_x, batch.query_x
-        # one pass of the embedding over support and query images together ([T,] n, C, H, W each)
-        z = self.net(torch.cat([support.flatten(0, -4), query.flatten(0, -4)]))
-        n_support = support.shape[:-3].numel()
-        zs = z[:n_support].view(*support.shape[:-3], -1)
-        zq = z[n_support:].view(*query.shape[:-3], -1)
-        return prototype_logits(zs, batch.support_y, zq, batch.ways, self.hparams.distance)
-
-    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
-        self.net.train()
-        logits = self._logits(batch)
-        loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
-        self.adam_step(loss, episodes=len(batch))
-        accuracy = (logits.argmax(-1) == batch.query_y).float().mean()
-        return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
-
-    @torch.no_grad()
-    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
-        self.net.eval()
-        return self._logits(episode)
+    def scores(self, zs, support_y, zq, batch):
+        """Eq. (2): −d(f_φ(x), c_k) to the prototypes of Eq. (1); the base's cross-entropy is Alg. 1's loss."""
+        return prototype_logits(zs, support_y, zq, batch.ways, self.hparams.distance)

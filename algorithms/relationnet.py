@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from algorithms import nets
 from algorithms._registry import register
-from algorithms.base import AdamEpisodicLearner, Episode, EpisodeBatch
+from algorithms.metric_learner import MetricLearner
 
 
 @dataclass
@@ -80,59 +80,37 @@ class RelationModule(nn.Module):
 
 
 @register("relationnet")
-class RelationNet(AdamEpisodicLearner):
+class RelationNet(MetricLearner):
     """Relation Network (Sung et al. 2018): learned metric on concatenated feature maps, MSE to one-hot."""
 
-    kinds = ("classification",)
     Hparams = RelationNetHparams
 
-    def __init__(self, problem, hparams, device, generators):
-        super().__init__(problem, hparams, device, generators)
-        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
+    def build_heads(self, generators):
         self.channels = self.net.blocks[-1].conv.out_channels
         self.size = int(round(math.sqrt(self.net.feature_dim / self.channels)))
         if self.channels * self.size * self.size != self.net.feature_dim:
-            raise ValueError(f"relationnet: backbone {hparams.backbone!r} must give square feature maps "
+            raise ValueError(f"relationnet: backbone {self.hparams.backbone!r} must give square feature maps "
                              f"(flattened C x S x S), got {self.net.feature_dim} features")
-        self.relation = RelationModule(self.channels, self.size, hparams.relation_hidden).to(device)
-        nets.init_parameters(self.relation, generators["init"])
-        self.setup_adam([*self.net.parameters(), *self.relation.parameters()])
+        return {"relation": RelationModule(self.channels, self.size, self.hparams.relation_hidden)}
 
-    def modules(self):
-        return {"net": self.net, "relation": self.relation}
+    @property
+    def relation(self) -> RelationModule:
+        return self.heads["relation"]
 
-    def _scores(self, batch: EpisodeBatch | Episode) -> torch.Tensor:
-        """Relation scores [T, Q, ways] (or [Q, ways] for one episode)."""
-        support, query = batch.support_x, batch.query_x
-        single = support.dim() == 4
-        if single:
-            support, query, support_y = support[None], query[None], batch.support_y[None]
-        else:
-            support_y = batch.support_y
-        t, n, nq = support.shape[0], support.shape[1], query.shape[1]
+    def scores(self, zs, support_y, zq, batch):
+        """Relation scores r of Eq. (1) between each query and each class map, [..., Q, ways]."""
+        return self.per_task(self._batched_scores, zs, support_y, zq, batch.ways)
+
+    def _batched_scores(self, zs, support_y, zq, ways):
         shape = (self.channels, self.size, self.size)
-        z = self.net(torch.cat([support.flatten(0, 1), query.flatten(0, 1)])).view(-1, *shape)
-        zs, zq = z[:t * n].view(t, n, *shape), z[t * n:].view(t, nq, *shape)
+        zs, zq = zs.view(*zs.shape[:2], *shape), zq.view(*zq.shape[:2], *shape)  # the flattened maps again
         scores = []
-        for i in range(t):
-            one_hot = F.one_hot(support_y[i], batch.ways).to(z.dtype)              # [n, ways]
+        for i in range(len(zs)):
+            one_hot = F.one_hot(support_y[i], ways).to(zs.dtype)                    # [n, ways]
             classes = torch.einsum("nk,nchw->kchw", one_hot, zs[i])                 # K-shot: sum per class
             scores.append(self.relation(classes, zq[i]))
-        scores = torch.stack(scores)
-        return scores[0] if single else scores
+        return torch.stack(scores)
 
-    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
-        self.net.train()
-        self.relation.train()
-        scores = self._scores(batch)
-        target = F.one_hot(batch.query_y, batch.ways).to(scores.dtype)
-        loss = F.mse_loss(scores, target)
-        self.adam_step(loss, episodes=len(batch))
-        accuracy = (scores.argmax(-1) == batch.query_y).float().mean()
-        return {"loss": loss.item(), "accuracy": 100.0 * accuracy.item()}
-
-    @torch.no_grad()
-    def predict(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
-        self.net.eval()
-        self.relation.eval()
-        return self._scores(episode)
+    def loss(self, scores, batch):
+        """Eq. (2): squared error of r against 1 for the matching class, 0 otherwise."""
+        return F.mse_loss(scores, F.one_hot(batch.query_y, batch.ways).to(scores.dtype))

@@ -34,7 +34,7 @@ class ReptileHparams:
     outer_lr: float = 1.0              # ε at the first meta-iteration
     outer_lr_final: float = 0.0        # ε at the last meta-iteration (linear annealing)
     train_shots: int | None = None     # examples per class of a training task (paper: 10 on Omniglot)
-    test_inner_lr: float | None = None  # step size at test (None: inner_lr)
+    test_inner_lr: float | None = 0.02  # step size at test (None: inner_lr)
     test_inner_steps: int = 10         # adaptation steps at test (the paper: 50 on Omniglot)
     backbone: str | None = None
     transductive_bn: bool = True       # batch statistics at test as in the paper's code

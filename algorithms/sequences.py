@@ -177,7 +177,7 @@ class SequenceHparams:
     grad_clip: float = 0.0             # clip the global gradient norm (0: off)
     meta_batch: int = 16               # episodes per optimiser step
     train_shots: int | None = None     # support examples per class of training episodes (None: the benchmark's)
-    train_query: int | None = None     # queries per class of training episodes (None: the benchmark's)
+    train_query: int | None = 5        # queries per class of training episodes (None: the benchmark's)
     protocol: str = "sequence"         # "sequence" (labels attached, queries unlabelled) or "stream" (MANN)
     backbone: str | None = None        # a name in algorithms.nets, "pixels", or None: the benchmark's
     pixel_size: int = 0                # backbone "pixels": resize to this square size first (0: keep)

@@ -31,7 +31,7 @@ from algorithms.sequences import SequenceHparams, SequenceLearner
 
 @dataclass
 class SNAILHparams(SequenceHparams):
-    lr: float = 0.0001
+    # lr: the base's 0.001; the paper profile uses 0.0001 with meta-batch 32 (Mishra et al.)
     tc_filters: int = 128                                           # D of both TC blocks (paper: 128)
     attention_keys: list[int] = field(default_factory=lambda: [64, 256, 512])   # K of the three attention blocks
     attention_values: list[int] = field(default_factory=lambda: [32, 128, 256])  # V of the three attention blocks

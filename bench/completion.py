@@ -34,7 +34,8 @@ def _choices(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def bash_script() -> str:
-    from bench.cli import LIST_KINDS, _parser
+    from bench.cli import _parser
+    from bench.listing import LIST_KINDS
 
     parser = _parser()
     subs = _subcommands(parser)
@@ -46,6 +47,8 @@ def bash_script() -> str:
                      f'names="{dynamic}" ;;')
     named = "\n".join(f'        {opt}) COMPREPLY=($(compgen -W "$(metabench list {kind} --format names 2>/dev/null)" '
                       f'-- "$cur")); return ;;' for opt, kind in NAMED_VALUES.items())
+    # the names of a subcommand's first argument; `figures` also takes `all`
+    names_of_kind = "$(metabench list $names --format names 2>/dev/null; [[ $names == figures ]] && echo all)"
     return f"""# metabench bash completion: eval "$(metabench completion bash)"
 _metabench() {{
     local cur prev cmd opts words names
@@ -67,7 +70,7 @@ _metabench() {{
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     elif [[ -n "$names" && $COMP_CWORD -eq 2 ]]; then
-        COMPREPLY=($(compgen -W "$(metabench list $names --format names 2>/dev/null; [[ $names == figures ]] && echo all)" -- "$cur"))
+        COMPREPLY=($(compgen -W "{names_of_kind}" -- "$cur"))
     elif [[ -n "$words" && $COMP_CWORD -eq 2 ]]; then
         COMPREPLY=($(compgen -W "$words" -- "$cur"))
     else
@@ -76,6 +79,10 @@ _metabench() {{
 }}
 complete -F _metabench metabench
 """
+
+
+def add_arguments(comp) -> None:
+    comp.add_argument("shell", choices=["bash"])
 
 
 def command(args) -> int:

@@ -9,7 +9,9 @@ delete. Every value remembers the file (or --set) that put it there: errors name
 `metabench config show` prints it.
 Resolution order for a cell's hyper-parameters (later wins): the algorithm's dataclass defaults <
 algorithms.<A>.defaults < algorithms.<A>.overrides[<benchmark glob>] (in file order) < the profile's matching
-`overrides[].hparams` < `--set <A>.<key>=...`. Budgets: profile keys < matching profile overrides <
+`overrides[].hparams` < `--set <A>.<key>=...`. The dataclass is a default's one place: the shipped benchmarks.yaml
+sets no `defaults` (tests/test_hparam_defaults.py), which remain for overlays (a plugin's, a lab's own choice).
+Budgets: profile keys < matching profile overrides <
 `--set budget.<key>=...`.
 """
 from __future__ import annotations
@@ -28,8 +30,7 @@ import yaml
 
 import algorithms
 from algorithms.base import KINDS, hparam_fields
-
-from bench import resources
+from bench import data, resources
 
 # the base configuration: the checkout's benchmarks.yaml, or the copy packaged in the wheel (bench/resources.py)
 try:
@@ -48,7 +49,7 @@ BUDGET_KEYS = {
     "gpus": "int|float",          # Ray's GPU request per cell
     "autocast": "str|null",       # null: float32; bf16: training and evaluation under torch.autocast(bfloat16)
 }
-AUTOCAST_CHOICES = (None, "bf16")   # the precisions bench.runner.precision() sets up
+AUTOCAST_CHOICES = (None, "bf16")   # the precisions bench.cell.precision() sets up
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
 SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "list[str]", "seeds": "list[int]",
@@ -56,31 +57,13 @@ SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "li
 ALGORITHM_KEYS = {"description": "str", "defaults": "dict", "overrides": "dict"}
 TOP_KEYS = {"version": "int", "benchmarks": "dict", "algorithms": "dict", "profiles": "dict", "suites": "dict"}
 
-# Fields every benchmark has; datasets add their own (DATASET_FIELDS).
+# Fields every benchmark has; each dataset adds its own (bench.data: DATASET.fields, .required, .ranges, .validate).
 BENCHMARK_KEYS = {"kind": "str", "dataset": "str", "description": "str", "eval_seed": "int",
-                  "test_episodes": "int", "backbone": "str", "paper": "str"}
-# Episodic image benchmarks: N-way K-shot with Q queries per class; training episodes may differ
-# (ProtoNets trains 60-way on Omniglot); null train_* means "same as the test setting".
-CLASSIFICATION_FIELDS = {"ways": "int", "shots": "int", "test_query": "int", "train_ways": "int|null",
-                         "train_shots": "int|null", "train_query": "int", "split": "str", "image_size": "int"}
-DATASET_FIELDS: dict[str, dict[str, str]] = {
-    "sine": {"shots": "int", "train_query": "int", "test_query": "int", "amplitude": "list[float]",
-             "phase": "list[float]", "x_range": "list[float]", "eval_steps": "int"},
-    # rotations: extra classes made by rotating every character by these angles (degrees)
-    "omniglot": {**CLASSIFICATION_FIELDS, "rotations": "list[int]"},
-    "miniimagenet": {**CLASSIFICATION_FIELDS},
-    # learned-optimizer benchmarks: the optimizee MLP (hidden sizes, activation), minibatch size, steps per run,
-    # θ_0 std; train_problem: the same keys for the base problem optimizers are meta-trained on; test_images:
-    # the MNIST split ("test" or "train") the frozen test runs draw minibatches from
-    "mnist": {"hidden": "list[int]", "activation": "str", "batch_size": "int", "horizon": "int",
-              "init_std": "float", "train_problem": "dict", "test_images": "str"},
-}
+                  "test_episodes": "int", "backbone": "str", "paper": "str", "metric": "dict"}
+# metric: the headline metric that ranks and gates the benchmark and which way is better (for all its metrics);
+# optional (an overlay's benchmark gets its kind's default, bench.metrics.KIND_DEFAULTS)
+METRIC_KEYS = {"name": "str", "higher_is_better": "bool"}
 REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "backbone")
-# what each dataset's task source reads without a default (a benchmark an overlay adds must give them)
-REQUIRED_DATASET_KEYS = {"sine": ("shots", "train_query", "test_query", "amplitude", "phase", "x_range",
-                                  "eval_steps"),
-                         "omniglot": ("ways", "shots", "test_query"), "miniimagenet": ("ways", "shots", "test_query"),
-                         "mnist": ("hidden", "activation", "batch_size", "horizon")}
 
 # Allowed ranges (inclusive; None: unbounded) of the numbers that reach a run, beside the types above: one schema
 # for benchmarks.yaml, overlays, --set and plugin hyper-parameters, checked on load so that a run never starts
@@ -90,13 +73,7 @@ INT_MAX = 2**31 - 1
 BUDGET_RANGES = {"meta_iters": (0, INT_MAX), "test_episodes": (1, INT_MAX), "validation_tasks": (1, INT_MAX),
                  "log_every": (1, INT_MAX), "checkpoint_every": (0, INT_MAX), "eval_batch": (1, INT_MAX),
                  "cpus": (1, 1024), "gpus": (0, 1024)}
-BENCHMARK_RANGES = {"eval_seed": (0, 2**63 - 1), "test_episodes": (1, INT_MAX), "ways": (2, INT_MAX),
-                    "shots": (1, INT_MAX), "test_query": (1, INT_MAX), "train_ways": (2, INT_MAX),
-                    "train_shots": (1, INT_MAX), "train_query": (1, INT_MAX), "image_size": (1, 4096),
-                    "eval_steps": (0, 10_000), "batch_size": (1, INT_MAX), "horizon": (1, INT_MAX),
-                    "init_std": (0, None), "hidden": (1, 1_000_000)}
-# sine ranges: [low, high] pairs
-PAIR_FIELDS = ("amplitude", "phase", "x_range")
+BENCHMARK_RANGES = {"eval_seed": (0, 2**63 - 1), "test_episodes": (1, INT_MAX)}  # + the dataset's own ranges
 # Hyper-parameters by name, whichever algorithm (or plugin) declares them; a plugin may also give its own field
 # a range with dataclasses.field(metadata={"range": (low, high)}).
 HPARAM_RANGES = {
@@ -106,9 +83,9 @@ HPARAM_RANGES = {
                                  "train_per_class", "tc_filters", "controller", "pixel_size", "noise_dim")},
     **{k: (2, INT_MAX) for k in ("ways", "train_ways")},
     # train_query 0: the sequence learners' stream protocol has no separate queries
-    **{k: (0, INT_MAX) for k in ("train_query", "query", "inner_steps", "test_inner_steps", "lr_halve_every", "select_every",
-                                 "imitate_iters", "updates", "test_updates", "fce_steps", "n_hallucinated",
-                                 "record_runs", "record_episodes", "select_runs", "head_epochs")},
+    **{k: (0, INT_MAX) for k in ("train_query", "query", "inner_steps", "test_inner_steps", "lr_halve_every",
+                                 "select_every", "imitate_iters", "updates", "test_updates", "fce_steps",
+                                 "n_hallucinated", "record_runs", "record_episodes", "select_runs", "head_epochs")},
 }
 LEARNING_RATE = re.compile(r"(^|_)lr($|_)")  # lr, inner_lr, meta_lr, lr_final...: never negative
 
@@ -245,7 +222,11 @@ class Cell:
 
     @property
     def config_hash(self) -> str:
-        text = json.dumps(self.resolved(), sort_keys=True, default=str)
+        resolved = self.resolved()
+        # The headline metric's declaration (name, direction) says how results are read, not how the cell trains
+        # or what it measures: left out, so declaring it kept every committed run folder's hash (and --resume).
+        resolved["spec"] = {k: v for k, v in self.spec.items() if k != "metric"}
+        text = json.dumps(resolved, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -456,7 +437,7 @@ class Config:
     # -- loading ------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, overlays: str | Path | list | tuple | None = None,
-             sets: list[str] | tuple[str, ...] = ()) -> "Config":
+             sets: list[str] | tuple[str, ...] = ()) -> Config:
         """The packaged benchmarks.yaml with each overlay file merged over it in order, then `sets`."""
         if overlays is None or isinstance(overlays, (str, Path)):
             overlays = [overlays] if overlays else []
@@ -515,8 +496,8 @@ class Config:
                 _record(value, f"--set {item}", self.sources, ".".join(parts))
             elif head == "budget" and len(parts) == 2:
                 if parts[1] not in BUDGET_KEYS:
-                    raise ConfigError(f"--set {key}: unknown budget key{algorithms.suggest(parts[1], list(BUDGET_KEYS))}"
-                                      f"; budget keys: {', '.join(BUDGET_KEYS)}")
+                    hint = algorithms.suggest(parts[1], list(BUDGET_KEYS))
+                    raise ConfigError(f"--set {key}: unknown budget key{hint}; budget keys: {', '.join(BUDGET_KEYS)}")
                 self.budget_sets[parts[1]] = value
             elif head in algorithms.names() and len(parts) == 2:  # any registered one, plugins included
                 self.algorithm_sets.setdefault(head, {})[parts[1]] = value
@@ -590,39 +571,38 @@ class Config:
             c.fail(where, f"expected a mapping, got {_type_name(spec)}")
         dataset = spec.get("dataset")
         c.value(dataset, "str", f"{where}.dataset")
-        if dataset not in DATASET_FIELDS:
-            c.fail(f"{where}.dataset", f"unknown dataset {dataset!r}{algorithms.suggest(str(dataset), list(DATASET_FIELDS))}"
-                                       f"; known: {', '.join(DATASET_FIELDS)}")
-        c.keys(spec, {**BENCHMARK_KEYS, **DATASET_FIELDS[dataset]}, where, "benchmark field", BENCHMARK_RANGES)
-        for key in PAIR_FIELDS:
-            pair = spec.get(key)
-            if pair is not None and (len(pair) != 2 or pair[0] > pair[1] or any(abs(x) == float("inf") for x in pair)):
-                c.fail(f"{where}.{key}", f"expected [low, high] with finite low <= high, got {pair!r}")
-        if dataset == "mnist":
-            problem = {"hidden": "list[int]", "activation": "str", "batch_size": "int", "horizon": "int",
-                       "init_std": "float"}
-            for sub, node in ((where, spec), (f"{where}.train_problem", spec.get("train_problem"))):
-                if node is None:
-                    continue
-                if sub != where:
-                    c.keys(node, problem, sub, "optimizee key", BENCHMARK_RANGES)
-                if node.get("activation") not in (None, "sigmoid", "relu", "tanh"):
-                    c.fail(f"{sub}.activation", f"{node['activation']!r} is not one of sigmoid, relu, tanh")
-                if node.get("hidden") == []:
-                    c.fail(f"{sub}.hidden", "empty; give at least one hidden layer size")
-            if spec.get("test_images", "test") not in ("test", "train"):
-                c.fail(f"{where}.test_images", f"{spec['test_images']!r} is not 'test' or 'train'")
+        known = data.datasets()  # the registry: a dataset module brings its own fields, ranges and checks
+        if dataset not in known:
+            c.fail(f"{where}.dataset", f"unknown dataset {dataset!r}{algorithms.suggest(str(dataset), list(known))}"
+                                       f"; known: {', '.join(known)}")
+        ds = known[dataset]
+        c.keys(spec, {**BENCHMARK_KEYS, **ds.fields}, where, "benchmark field", {**BENCHMARK_RANGES, **ds.ranges})
+        if ds.validate is not None:
+            ds.validate(c, where, spec)
         for key in REQUIRED_BENCHMARK_KEYS:
             if key not in spec:
                 c.fail(f"{where}.{key}", "missing; every benchmark needs " + ", ".join(REQUIRED_BENCHMARK_KEYS))
-        for key in REQUIRED_DATASET_KEYS.get(dataset, ()):
+        for key in ds.required:
             if spec.get(key) is None:
-                c.fail(f"{where}.{key}", f"missing; every {dataset} benchmark needs "
-                                         + ", ".join(REQUIRED_DATASET_KEYS[dataset]))
+                c.fail(f"{where}.{key}", f"missing; every {dataset} benchmark needs " + ", ".join(ds.required))
         if spec["kind"] not in KINDS:
             c.fail(f"{where}.kind", f"unknown kind {spec['kind']!r}; one of {', '.join(KINDS)}")
         from algorithms import nets
         c.name(spec["backbone"], nets.names(), f"{where}.backbone", "backbone")
+        if "metric" in spec:
+            self._validate_metric(c, where, spec)
+
+    def _validate_metric(self, c: _Checker, where: str, spec: dict) -> None:
+        """`metric: {name, higher_is_better}`, both given, naming a metric the benchmark reports."""
+        c.keys(spec["metric"], METRIC_KEYS, f"{where}.metric", "metric key")
+        for key in METRIC_KEYS:
+            if key not in spec["metric"]:
+                c.fail(f"{where}.metric.{key}", "missing; write metric: {name: accuracy, higher_is_better: true}")
+        steps = re.fullmatch(r"mse@(\d+)", spec["metric"]["name"])
+        if spec["kind"] == "regression" and steps and int(steps.group(1)) > int(spec.get("eval_steps") or 0):
+            c.fail(f"{where}.metric.name", f"{spec['metric']['name']} is never measured: eval_steps is "
+                                           f"{spec.get('eval_steps')}; name mse@S with S <= eval_steps (e.g. "
+                                           f"--set {where.split('.', 1)[1]}.metric.name=mse@{spec.get('eval_steps')})")
 
     def _validate_hparams(self, c: _Checker, algorithm: str, values: Any, where: str, partial: bool = False,
                           from_cli: bool = False) -> None:
@@ -713,18 +693,20 @@ class Config:
                 values[key] = value
                 origin[key] = where(key) if callable(where) else where
 
+        # the dataclass is where a default lives (the shipped file restates none), so name it, not the learner
+        dataclass_default = f"{cls.Hparams.__module__}.{cls.Hparams.__qualname__} default"
         for name, f in fields.items():
             if f.default is not dataclasses.MISSING:
-                layer({name: f.default}, f"{cls.__module__}.{cls.__qualname__} default")
+                layer({name: f.default}, dataclass_default)
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                layer({name: f.default_factory()}, f"{cls.__module__}.{cls.__qualname__} default")  # type: ignore[misc]
+                layer({name: f.default_factory()}, dataclass_default)  # type: ignore[misc]
         entry = self.algorithm_entries.get(algorithm) or {}
         at = f"algorithms.{algorithm}.defaults"
         layer(entry.get("defaults") or {}, lambda k: f"{self.source_of(f'{at}.{k}')}: {at}.{k}")
         for pattern, override in (entry.get("overrides") or {}).items():
             if fnmatch.fnmatchcase(benchmark, pattern):
                 at_o = f"algorithms.{algorithm}.overrides.{pattern}"
-                layer(override or {}, lambda k: f"{self.source_of(f'{at_o}.{k}')}: {at_o}.{k}")
+                layer(override or {}, lambda k, at_o=at_o: f"{self.source_of(f'{at_o}.{k}')}: {at_o}.{k}")
         for i, rule in self._profile_rules(profile, benchmark, algorithm, numbered=True):
             at_r = f"profiles.{profile}.overrides[{i}]"
             layer({k: v for k, v in (rule.get("hparams") or {}).items() if k in fields},
@@ -824,8 +806,6 @@ class Config:
         """What only a resolved cell can show, checked before any cell starts: seeds in range, and episode shapes
         the benchmark's split can hold (ways <= classes, shots + queries <= examples per class), with the hyper-
         parameters that override the benchmark's training episodes (e.g. protonet.train_ways) taken into account."""
-        from bench import data
-
         sizes: dict[str, Any] = {}
         for cell in cells:
             if not 0 <= cell.seed < 2**63:
@@ -887,6 +867,21 @@ def _parse_cell(text: str) -> tuple[str, str, int]:
     if len(parts) != 3 or not seed.isdigit():
         raise ConfigError(f"--cell {text!r}: expected BENCHMARK/ALGORITHM/SEED, e.g. sine-k5/maml/0")
     return parts[0], parts[1], int(seed)
+
+
+def add_arguments(cfg) -> None:
+    """`metabench config show`'s arguments."""
+    from bench.cli import CONFIG_HELP
+
+    cfg.add_argument("action", choices=["show"])
+    cfg.add_argument("--cell", metavar="B/A/S", help="one cell (benchmark/algorithm/seed): its resolved benchmark "
+                                                     "spec, hyper-parameters and budget")
+    cfg.add_argument("--profile", help="with --cell: the profile (default cpu)")
+    cfg.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
+    cfg.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets")
+    cfg.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                     help="import MODULE first (an overlay may configure its algorithms)")
+    cfg.add_argument("--format", choices=["yaml", "json"], default="yaml")
 
 
 def command(args) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from algorithms.base import BatchRequest, Episode, EpisodeBatch, LabelledBatch, ProblemSpec, stack_episodes
+from bench.data.base import DataError, ImageSplit
 
 
 def stable_hash(*parts: Any) -> int:
@@ -72,7 +74,7 @@ def batches(episodes: list[Episode], size: int) -> Iterable[tuple[int, EpisodeBa
 
 
 class ClassificationSource:
-    """N-way K-shot episodes over decoded image splits (bench.data.ImageSplit), by index gathers only.
+    """N-way K-shot episodes over decoded image splits (bench.data.base.ImageSplit), by index gathers only.
 
     Labels are permuted per episode: the N classes are drawn in random order and labelled 0..N-1 in that
     order. Training episodes come from the "train" split with the benchmark's train_* settings; tune() gets
@@ -81,9 +83,7 @@ class ClassificationSource:
 
     kind = "classification"
 
-    def __init__(self, spec: dict[str, Any], splits: dict[str, Any]):
-        from bench.data import DataError
-
+    def __init__(self, spec: dict[str, Any], splits: dict[str, ImageSplit]):
         self.spec = spec
         self.splits = splits
         self.ways, self.shots, self.test_query = int(spec["ways"]), int(spec["shots"]), int(spec["test_query"])
@@ -148,7 +148,6 @@ class ClassificationSource:
         if ways > train.num_classes or shots + query > train.per_class:
             # a learner's own train_ways/shots/query (bench.config.check_cells refuses these before a CLI run;
             # this keeps direct API use from an IndexError deep in a gather)
-            from bench.data import DataError
             raise DataError(f"{ways}-way {shots}-shot episodes with {query} queries need {ways} classes and "
                             f"{shots + query} examples per class; the train split has {train.num_classes} x "
                             f"{train.per_class}; lower train_ways/train_shots/train_query")
@@ -166,4 +165,50 @@ class ClassificationSource:
         classes, examples = self._draw(test, self.ways, self.shots, self.test_query, 1, gen)
         episode = self._episodes(test, classes, examples, self.shots).task(0)
         episode.info["ids"] = torch.cat([classes.reshape(-1), examples.reshape(-1)])
+        return episode
+
+
+class WithinAlphabetSource(ClassificationSource):
+    """Lake et al. (2015)'s one-shot classification runs, drawn as Koch et al. (2015) drew theirs: every frozen test
+    episode takes its N classes from ONE group of the test split (an Omniglot alphabet, so the distractors look
+    alike), and its images by drawer: K drawers made every support image and Q other drawers every query, the
+    same drawers for all N classes (a query never matches its support by the drawer's hand). Training and
+    validation episodes stay ordinary N-way episodes over all classes: the protocol constrains evaluation only.
+
+    Episode i uses group i mod G (groups in name order, those with fewer than N classes left out), so G
+    consecutive episodes cover every group once, as Koch's 2 runs x 10 alphabets did."""
+
+    def __init__(self, spec: dict[str, Any], splits: dict[str, ImageSplit]):
+        super().__init__(spec, splits)
+        test, name = splits["test"], spec.get("name", spec["dataset"])
+        if test.groups is None or test.drawers is None:
+            raise DataError(f"{name}: within-alphabet episodes need the test split's groups and drawers; "
+                            f"{spec['dataset']} does not record them")
+        drawer_ids, order = test.drawers.sort(dim=1)
+        if not bool((drawer_ids == drawer_ids[:1]).all()):
+            raise DataError(f"{name}: every test class must have one example by each of the same drawers")
+        self.drawer_ids = drawer_ids[0]
+        self.by_drawer = order  # [classes, drawers]: example index of drawer_ids[k] in class c
+        members: dict[str, list[int]] = {}
+        for i, group in enumerate(test.groups):
+            members.setdefault(group, []).append(i)
+        self.groups = [(g, torch.tensor(ids)) for g, ids in sorted(members.items()) if len(ids) >= self.ways]
+        self.skipped_groups = sorted(g for g, ids in members.items() if len(ids) < self.ways)
+        if not self.groups:
+            raise DataError(f"{name}: no test alphabet has {self.ways} characters; lower `ways`")
+        # the protocol and the groups it cycles through change every episode, so they key the frozen draws
+        self.sampling_key = {**self.sampling_key, "test_protocol": "lake",
+                             "groups": [g for g, _ in self.groups]}
+
+    def test_episode(self, index: int, eval_seed: int) -> Episode:
+        test = self.splits["test"]
+        gen = frozen_generator(self.sampling_key, eval_seed, index)
+        group, members = self.groups[index % len(self.groups)]
+        classes = members[torch.randperm(len(members), generator=gen)[:self.ways]]
+        picked = torch.randperm(len(self.drawer_ids), generator=gen)[:self.shots + self.test_query]
+        examples = self.by_drawer[classes][:, picked]  # [N, K+Q]: the first K columns are the support drawers
+        episode = self._episodes(test, classes[None], examples[None], self.shots).task(0)
+        drawers = self.drawer_ids[picked]
+        episode.info.update(group=group, drawers=drawers)
+        episode.info["ids"] = torch.cat([classes, examples.reshape(-1), drawers])
         return episode

@@ -1,5 +1,9 @@
 """Where cells run. Every executor yields CellResults as cells finish; only the driver writes the run folder.
 
+An executor is handed the cell function (bench.cell.run_cell, by bench.grid) with the cells, so this module
+never imports the harness back; worker processes receive it by reference (a module-level function pickles as
+its qualified name), so they run the same code as the driver.
+
 - local:   sequential, in this process (the default).
 - --jobs N: a process pool, one cell per process; each cell keeps its budget's thread count (`cpus`), capped
             at this machine's cores divided by N so the processes do not oversubscribe them.
@@ -10,11 +14,15 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
+from bench.allocator import keep_freed_memory
 from bench.config import Cell
+
+CellFunction = Callable[..., Any]   # run_cell(cell, data_root=, device=, checkpoint_dir=, progress=) -> CellResult
 
 
 class LocalExecutor:
@@ -22,10 +30,8 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, cells: list[Cell], *, data_root=None, device: str = "cpu", checkpoint_dir: Path | None = None,
-            progress: bool = True) -> Iterator:
-        from bench.runner import run_cell
-
+    def run(self, run_cell: CellFunction, cells: list[Cell], *, data_root=None, device: str = "cpu",
+            checkpoint_dir: Path | None = None, progress: bool = True) -> Iterator:
         for cell in cells:
             yield run_cell(cell, data_root=data_root, device=device, checkpoint_dir=checkpoint_dir,
                            progress=progress)
@@ -36,10 +42,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_in_worker(cell: Cell, data_root, device: str, checkpoint_dir, threads: int):
-    from bench.allocator import keep_freed_memory
-    from bench.runner import run_cell
-
+def _run_in_worker(run_cell: CellFunction, cell: Cell, data_root, device: str, checkpoint_dir, threads: int):
     keep_freed_memory()
     cell.budget["cpus"] = min(int(cell.budget.get("cpus") or threads), threads)
     return run_cell(cell, data_root=data_root, device=device, checkpoint_dir=checkpoint_dir, progress=False)
@@ -53,10 +56,11 @@ class ProcessPoolCellExecutor:
     def __init__(self, jobs: int):
         self.jobs = max(1, int(jobs))
 
-    def run(self, cells, *, data_root=None, device="cpu", checkpoint_dir=None, progress=True):
+    def run(self, run_cell: CellFunction, cells, *, data_root=None, device="cpu", checkpoint_dir=None,
+            progress=True):
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         with ProcessPoolExecutor(self.jobs, initializer=_ignore_sigint) as pool:
-            pending = {pool.submit(_run_in_worker, cell, data_root, device, checkpoint_dir, threads)
+            pending = {pool.submit(_run_in_worker, run_cell, cell, data_root, device, checkpoint_dir, threads)
                        for cell in cells}
             try:
                 while pending:
@@ -85,7 +89,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.address, self.num_cpus = address, num_cpus
 
-    def run(self, cells, *, data_root=None, device="cpu", checkpoint_dir=None, progress=True):
+    def run(self, run_cell: CellFunction, cells, *, data_root=None, device="cpu", checkpoint_dir=None,
+            progress=True):
         ray = _ray()
         started_here = not ray.is_initialized()
         if started_here:
@@ -101,8 +106,9 @@ class RayExecutor:
             task = ray.remote(_run_in_ray)
             refs = {}
             for cell in cells:
-                options = {"num_cpus": int(cell.budget.get("cpus") or 1), "num_gpus": float(cell.budget.get("gpus") or 0)}
-                refs[task.options(**options).remote(cell, data_root, device, checkpoint_dir)] = cell
+                options = {"num_cpus": int(cell.budget.get("cpus") or 1),
+                           "num_gpus": float(cell.budget.get("gpus") or 0)}
+                refs[task.options(**options).remote(run_cell, cell, data_root, device, checkpoint_dir)] = cell
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
                 for ref in done:
@@ -117,10 +123,7 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def _run_in_ray(cell: Cell, data_root, device: str, checkpoint_dir):
-    from bench.allocator import keep_freed_memory
-    from bench.runner import run_cell
-
+def _run_in_ray(run_cell: CellFunction, cell: Cell, data_root, device: str, checkpoint_dir):
     keep_freed_memory()
     return run_cell(cell, data_root=data_root, device=device, checkpoint_dir=checkpoint_dir, progress=False)
 

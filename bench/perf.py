@@ -21,9 +21,10 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -34,9 +35,9 @@ from torch.nn import functional as F
 import algorithms
 from algorithms import native
 from algorithms.base import BatchRequest
+from bench.cell import precision
 from bench.config import Config
 from bench.episodes import ClassificationSource, named_generators
-from bench.runner import precision
 
 TASKS, WAYS, SHOTS, QUERY = 32, 5, 1, 15
 BENCHMARK = "omniglot-5w1s"
@@ -85,7 +86,8 @@ def textbook_conv4(ways: int) -> nn.Module:
     return nn.Sequential(*block(1), *block(64), *block(64), *block(64), nn.Flatten(), nn.Linear(64, ways))
 
 
-def reference_maml_step(net: nn.Module, batch, inner_lr: float = 0.4, loss_fn=F.cross_entropy) -> dict[str, torch.Tensor]:
+def reference_maml_step(net: nn.Module, batch, inner_lr: float = 0.4,
+                        loss_fn=F.cross_entropy) -> dict[str, torch.Tensor]:
     """The plain per-task loop: inner step with create_graph, query loss, one backward for the meta-gradient."""
     params = dict(net.named_parameters())
     total = 0.0
@@ -173,100 +175,118 @@ def build(config: Config, name: str, source, overrides: dict | None = None, devi
     return learner
 
 
+class _Report:
+    """The rows of perf-report.csv and what its sections share: the Omniglot source, a 32-task batch, the textbook
+    reference loop on it, and how to add a rate (with its ratio to the reference) or a fraction."""
+
+    def __init__(self, repeats: int, device: str, data_root, autocast: str | None):
+        torch.manual_seed(0)
+        self.repeats, self.device, self.autocast, self.rows = repeats, device, autocast, []
+        self.config = Config.load()
+        self.source, self.data_note = omniglot_source(self.config, data_root)
+        self.gen = torch.Generator().manual_seed(0)
+        request = BatchRequest(tasks=TASKS, ways=WAYS, shots=SHOTS, query=QUERY)
+        self.batch = self.source.sample_train(request, self.gen).to(device)
+        self.reference_net = textbook_conv4(WAYS).to(device)
+
+    def reference(self):
+        return reference_maml_step(self.reference_net, self.batch)
+
+    def add(self, name, unit, seconds, work, reference_seconds=None, reference_work=None, notes=""):
+        rate = work / seconds
+        ratio = None if reference_seconds is None else rate / (reference_work / reference_seconds)
+        self.rows.append({"measure": name, "unit": unit, "value": round(rate, 3), "median_seconds": round(seconds, 5),
+                          "repeats": self.repeats, "ratio": None if ratio is None else round(ratio, 3),
+                          "peak_rss_mb": round(peak_rss_mb(), 1), "notes": notes})
+        print(f"  {name}: {rate:.2f} {unit}" + (f"  (x{ratio:.2f} reference)" if ratio else ""), file=sys.stderr)
+
+    def add_fraction(self, name: str, value: float, notes: str) -> None:
+        self.rows.append({"measure": name, "unit": "fraction", "value": value, "median_seconds": None,
+                          "repeats": self.repeats, "ratio": None, "peak_rss_mb": round(peak_rss_mb(), 1),
+                          "notes": notes})
+
+
 def report(repeats: int = 5, device: str = "cpu", data_root=None, autocast: str | None = None) -> pd.DataFrame:
     """The full size's extra table (perf-report.csv): rates against the 32-task textbook loop, the matmul
     ceiling and MAML's fraction of it, autocast and GPU task-batching variants."""
-    torch.manual_seed(0)
-    config = Config.load()
-    source, data_note = omniglot_source(config, data_root)
-    gen = torch.Generator().manual_seed(0)
-    batch = source.sample_train(BatchRequest(tasks=TASKS, ways=WAYS, shots=SHOTS, query=QUERY), gen).to(device)
-    rows = []
-
-    def add(name, unit, seconds, work, reference_seconds=None, reference_work=None, notes=""):
-        rate = work / seconds
-        ratio = None if reference_seconds is None else rate / (reference_work / reference_seconds)
-        rows.append({"measure": name, "unit": unit, "value": round(rate, 3), "median_seconds": round(seconds, 5),
-                     "repeats": repeats, "ratio": None if ratio is None else round(ratio, 3),
-                     "peak_rss_mb": round(peak_rss_mb(), 1), "notes": notes})
-        print(f"  {name}: {rate:.2f} {unit}" + (f"  (x{ratio:.2f} reference)" if ratio else ""), file=sys.stderr)
-
-    # 1. the reference loop and our MAML on the same network shape (Conv-4, 64 filters, max-pool)
-    reference_net = textbook_conv4(WAYS).to(device)
-    maml = build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1,
-                                          "meta_batch": TASKS}, device)
-    ours, ref = interleaved(lambda: maml.meta_gradients(batch), lambda: reference_maml_step(reference_net, batch),
-                            repeats)
-    add("reference: per-task MAML loop (textbook Conv-4)", "tasks/s", ref, TASKS, ref, TASKS,
-        "second order, meta-batch 32, 1 inner step, 15 queries/class")
-    kernel = "on" if device == "cpu" and native.library() is not None else "off"
-    add("maml meta-gradient (Conv-4, 64 filters)", "tasks/s", ours, TASKS, ref, TASKS,
-        f"task batching: {maml._batching()}; first-layer C kernel (algorithms/native.py): {kernel}; same settings "
-        f"as the reference")
-    if device != "cpu":  # on a GPU, vectorising across tasks may win: measure it beside the default
-        for batching in ("vmap", "loop"):
-            alt = build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1,
-                                                 "meta_batch": TASKS, "task_batching": batching}, device)
-            seconds, ref_again = interleaved(lambda: alt.meta_gradients(batch),
-                                             lambda: reference_maml_step(reference_net, batch), repeats)
-            add(f"maml meta-gradient, task batching {batching}", "tasks/s", seconds, TASKS, ref_again, TASKS)
-    if autocast:  # mixed precision: the same MAML step under torch.autocast, against the float32 reference
-        def maml_mixed():
-            with precision(torch.device(device), autocast):
-                return maml.meta_gradients(batch)
-        seconds, ref_again = interleaved(maml_mixed, lambda: reference_maml_step(reference_net, batch), repeats)
-        add(f"maml meta-gradient, {autocast} autocast", "tasks/s", seconds, TASKS, ref_again, TASKS,
-            f"task batching: {maml._batching()}; reference in float32")
-    gflops = matmul_gflops(device=device)
-    flops = flops_of(lambda: reference_maml_step(reference_net, batch))
-    add("matmul ceiling (2048x2048 fp32)", "GFLOP/s", 1.0, gflops, notes="the machine's dense-matmul rate")
-    rows[-1]["value"] = round(gflops, 1)
-    achieved = flops / ours / 1e9
-    rows.append({"measure": "maml fraction of the matmul ceiling", "unit": "fraction",
-                 "value": round(achieved / gflops, 3), "median_seconds": None, "repeats": repeats, "ratio": None,
-                 "peak_rss_mb": round(peak_rss_mb(), 1),
-                 "notes": f"{flops / 1e9:.0f} GFLOP per meta-iteration of 32 tasks (counted on the reference), "
-                          f"{achieved:.0f} GFLOP/s achieved"})
-    print(f"  maml: {achieved:.0f} GFLOP/s = {achieved / gflops:.0%} of the matmul ceiling", file=sys.stderr)
-
-    # 2. every classification algorithm's own meta-training step with its cpu-profile settings
-    for name in algorithms.names():
-        cls = algorithms.get(name)
-        if "classification" not in cls.kinds:
-            continue
-        learner = build(config, name, source, device=device)
-        request = learner.batch_request()
-        train_batch = source.sample_train(request, torch.Generator().manual_seed(1)).to(device)
-        work = len(train_batch) if request.kind == "episodes" else 1
-        unit = "tasks/s" if request.kind == "episodes" else "batches/s"
-        seconds, ref = interleaved(lambda: learner.meta_train_step(train_batch),
-                                   lambda: reference_maml_step(reference_net, batch), repeats)
-        add(f"{name} meta-training step", unit, seconds, work, ref, TASKS,
-            f"{BENCHMARK} cpu-profile settings; ratio: its {unit} over the reference's tasks/s")
-
-    # 3. evaluation: ProtoNet on frozen test episodes (15 queries), and the episode sampler
-    protonet = build(config, "protonet", source, device=device)
-    episodes = [source.test_episode(i, 0).to(device) for i in range(50)]
-    seconds = statistics.median(timed(lambda: [protonet.predict(e) for e in episodes], max(1, repeats // 2)))
-    add("protonet evaluation", "episodes/s", seconds, len(episodes), notes="5-way 1-shot, 15 queries, frozen")
-    if autocast:
-        def evaluate_mixed():
-            with precision(torch.device(device), autocast):
-                return [protonet.predict(e) for e in episodes]
-        seconds = statistics.median(timed(evaluate_mixed, max(1, repeats // 2)))
-        add(f"protonet evaluation, {autocast} autocast", "episodes/s", seconds, len(episodes))
-    sample = statistics.median(timed(lambda: source.sample_train(BatchRequest(tasks=TASKS), gen), repeats))
-    add("episode sampler", "episodes/s", sample, TASKS, notes="index gathers on the cached uint8 tensor")
-    maml_step = ours
-    rows.append({"measure": "sampling share of a maml training step", "unit": "fraction",
-                 "value": round(sample / (sample + maml_step), 4), "median_seconds": None, "repeats": repeats,
-                 "ratio": None, "peak_rss_mb": round(peak_rss_mb(), 1),
-                 "notes": "time to draw a 32-task batch over (that + the meta-gradient)"})
-    table = pd.DataFrame(rows)
+    r = _Report(repeats, device, data_root, autocast)
+    maml_seconds = _report_maml(r)
+    _report_training_steps(r)
+    _report_evaluation(r, maml_seconds)
+    table = pd.DataFrame(r.rows)
     card = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
     table["torch"], table["threads"], table["device"], table["data"] = (torch.__version__, torch.get_num_threads(),
-                                                                        card, data_note)
+                                                                        card, r.data_note)
     return table
+
+
+def _report_maml(r: _Report) -> float:
+    """1. the reference loop and our MAML on the same network shape (Conv-4, 64 filters, max-pool), its batching
+    and precision variants, and the fraction of the matmul ceiling it reaches. Returns MAML's seconds per step."""
+    settings = {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": TASKS}
+    maml = build(r.config, "maml", r.source, settings, r.device)
+    ours, ref = interleaved(lambda: maml.meta_gradients(r.batch), r.reference, r.repeats)
+    r.add("reference: per-task MAML loop (textbook Conv-4)", "tasks/s", ref, TASKS, ref, TASKS,
+          "second order, meta-batch 32, 1 inner step, 15 queries/class")
+    kernel = "on" if r.device == "cpu" and native.library() is not None else "off"
+    r.add("maml meta-gradient (Conv-4, 64 filters)", "tasks/s", ours, TASKS, ref, TASKS,
+          f"task batching: {maml._batching()}; first-layer C kernel (algorithms/native.py): {kernel}; same settings "
+          f"as the reference")
+    if r.device != "cpu":  # on a GPU, vectorising across tasks may win: measure it beside the default
+        for batching in ("vmap", "loop"):
+            alt = build(r.config, "maml", r.source, {**settings, "task_batching": batching}, r.device)
+            seconds, ref_again = interleaved(partial(alt.meta_gradients, r.batch), r.reference, r.repeats)
+            r.add(f"maml meta-gradient, task batching {batching}", "tasks/s", seconds, TASKS, ref_again, TASKS)
+    if r.autocast:  # mixed precision: the same MAML step under torch.autocast, against the float32 reference
+        def maml_mixed():
+            with precision(torch.device(r.device), r.autocast):
+                return maml.meta_gradients(r.batch)
+        seconds, ref_again = interleaved(maml_mixed, r.reference, r.repeats)
+        r.add(f"maml meta-gradient, {r.autocast} autocast", "tasks/s", seconds, TASKS, ref_again, TASKS,
+              f"task batching: {maml._batching()}; reference in float32")
+    gflops = matmul_gflops(device=r.device)
+    flops = flops_of(r.reference)
+    r.add("matmul ceiling (2048x2048 fp32)", "GFLOP/s", 1.0, gflops, notes="the machine's dense-matmul rate")
+    r.rows[-1]["value"] = round(gflops, 1)
+    achieved = flops / ours / 1e9
+    r.add_fraction("maml fraction of the matmul ceiling", round(achieved / gflops, 3),
+                   f"{flops / 1e9:.0f} GFLOP per meta-iteration of 32 tasks (counted on the reference), "
+                   f"{achieved:.0f} GFLOP/s achieved")
+    print(f"  maml: {achieved:.0f} GFLOP/s = {achieved / gflops:.0%} of the matmul ceiling", file=sys.stderr)
+    return ours
+
+
+def _report_training_steps(r: _Report) -> None:
+    """2. every classification algorithm's own meta-training step with its cpu-profile settings."""
+    for name in algorithms.names():
+        if "classification" not in algorithms.get(name).kinds:
+            continue
+        learner = build(r.config, name, r.source, device=r.device)
+        request = learner.batch_request()
+        train_batch = r.source.sample_train(request, torch.Generator().manual_seed(1)).to(r.device)
+        work = len(train_batch) if request.kind == "episodes" else 1
+        unit = "tasks/s" if request.kind == "episodes" else "batches/s"
+        seconds, ref = interleaved(partial(learner.meta_train_step, train_batch), r.reference, r.repeats)
+        r.add(f"{name} meta-training step", unit, seconds, work, ref, TASKS,
+              f"{BENCHMARK} cpu-profile settings; ratio: its {unit} over the reference's tasks/s")
+
+
+def _report_evaluation(r: _Report, maml_seconds: float) -> None:
+    """3. evaluation: ProtoNet on frozen test episodes (15 queries), and the episode sampler's share of a step."""
+    protonet = build(r.config, "protonet", r.source, device=r.device)
+    episodes = [r.source.test_episode(i, 0).to(r.device) for i in range(50)]
+    seconds = statistics.median(timed(lambda: [protonet.predict(e) for e in episodes], max(1, r.repeats // 2)))
+    r.add("protonet evaluation", "episodes/s", seconds, len(episodes), notes="5-way 1-shot, 15 queries, frozen")
+    if r.autocast:
+        def evaluate_mixed():
+            with precision(torch.device(r.device), r.autocast):
+                return [protonet.predict(e) for e in episodes]
+        seconds = statistics.median(timed(evaluate_mixed, max(1, r.repeats // 2)))
+        r.add(f"protonet evaluation, {r.autocast} autocast", "episodes/s", seconds, len(episodes))
+    sample = statistics.median(timed(lambda: r.source.sample_train(BatchRequest(tasks=TASKS), r.gen), r.repeats))
+    r.add("episode sampler", "episodes/s", sample, TASKS, notes="index gathers on the cached uint8 tensor")
+    r.add_fraction("sampling share of a maml training step", round(sample / (sample + maml_seconds), 4),
+                   "time to draw a 32-task batch over (that + the meta-gradient)")
 
 
 
@@ -317,91 +337,117 @@ def reference_workloads(sources: dict) -> dict[str, Callable[[], object]]:
             "small": lambda: reference_maml_step(mlp, sine, 0.01, F.mse_loss)}
 
 
-REFERENCES = {"conv": f"textbook second-order MAML loop, {REFERENCE_TASKS} Omniglot 5-way 1-shot task (5 queries/class), "
-                      f"nn.Sequential Conv-4 with 64 filters",
+REFERENCES = {"conv": f"textbook second-order MAML loop, {REFERENCE_TASKS} Omniglot 5-way 1-shot task "
+                      f"(5 queries/class), nn.Sequential Conv-4 with 64 filters",
               "small": "textbook second-order MAML loop, 4 sine tasks (K=5, 10 queries), nn.Sequential MLP 1-40-40-1"}
 
 
-def steps(size: Size, config: Config, sources: dict, device: str = "cpu") -> list[Step]:
-    """Every timed step of a size, in a fixed order (the gate compares step sets by name)."""
-    out: list[Step] = []
+KINDS = {BENCHMARK: "classification", SINE: "regression", MNIST: "optimizer"}
 
-    def learner(name: str, benchmark: str):
+
+@dataclass
+class _StepContext:
+    """What every step factory needs: the size's profile, the configuration, the opened sources, the device."""
+    size: Size
+    config: Config
+    sources: dict
+    device: str
+
+    def source(self, benchmark: str):
+        return self.sources[benchmark][0]
+
+    def reference(self, benchmark: str) -> str:
+        return "conv" if benchmark == BENCHMARK else "small"
+
+    def learner(self, name: str, benchmark: str):
         cls = algorithms.get(name)
-        hparams = config.hparams(name, benchmark, size.profile)
-        made = cls(sources[benchmark][0].problem(), cls.Hparams(**hparams), torch.device(device),
+        hparams = self.config.hparams(name, benchmark, self.size.profile)
+        made = cls(self.source(benchmark).problem(), cls.Hparams(**hparams), torch.device(self.device),
                    named_generators(0, ["init", "algorithm"]))
         made.meta_iters = 1000  # schedules that depend on the budget: mid-training, not the first iteration
         return made
 
+
+def steps(size: Size, config: Config, sources: dict, device: str = "cpu") -> list[Step]:
+    """Every timed step of a size, in a fixed order (the gate compares step sets by name)."""
+    c = _StepContext(size, config, sources, device)
+    return [*_training_steps(c), *_evaluation_steps(c), *_sampling_steps(c), _textbook_step(c)]
+
+
+def _training_steps(c: _StepContext) -> list[Step]:
     def train_step(name: str, benchmark: str) -> Step:
         def make():
-            model = learner(name, benchmark)
-            request = model.batch_request()
-            batch = sources[benchmark][0].sample_train(request, torch.Generator().manual_seed(1)).to(device)
+            model = c.learner(name, benchmark)
+            batch = c.source(benchmark).sample_train(model.batch_request(), torch.Generator().manual_seed(1))
+            batch = batch.to(c.device)
             return lambda: model.meta_train_step(batch)
         return Step(f"train/{name}/{benchmark}", "meta-iterations", 1, make,
-                    f"{size.profile}-profile hyper-parameters", "conv" if benchmark == BENCHMARK else "small")
+                    f"{c.size.profile}-profile hyper-parameters", c.reference(benchmark))
 
-    kinds = {BENCHMARK: "classification", SINE: "regression", MNIST: "optimizer"}
-    for benchmark, kind in kinds.items():
+    out = []
+    for benchmark, kind in KINDS.items():
         for name in algorithms.names():
-            if kind not in algorithms.get(name).kinds or not config.supports(name, benchmark):
+            if kind not in algorithms.get(name).kinds or not c.config.supports(name, benchmark):
                 continue
-            if int(config.budget(name, benchmark, size.profile).get("meta_iters", 0)) <= 0:
+            if int(c.config.budget(name, benchmark, c.size.profile).get("meta_iters", 0)) <= 0:
                 continue  # hand-designed optimizers never meta-train
             out.append(train_step(name, benchmark))
+    return out
 
-    episodes = size.eval_episodes
+
+def _evaluation_steps(c: _StepContext) -> list[Step]:
+    episodes = c.size.eval_episodes
 
     def evaluation(name: str, benchmark: str) -> Step:
         def make():
-            model = learner(name, benchmark)
-            source = sources[benchmark][0]
-            spec = config.benchmarks[benchmark]
-            frozen = [source.test_episode(i, spec["eval_seed"]).to(device) for i in range(episodes)]
-            if kinds[benchmark] == "regression":
+            model = c.learner(name, benchmark)
+            spec = c.config.benchmarks[benchmark]
+            frozen = [c.source(benchmark).test_episode(i, spec["eval_seed"]).to(c.device) for i in range(episodes)]
+            if KINDS[benchmark] == "regression":
                 ks = list(range(int(spec["eval_steps"]) + 1))
                 return lambda: [model.predict_steps(e, ks) for e in frozen]
-            if kinds[benchmark] == "optimizer":
+            if KINDS[benchmark] == "optimizer":
                 return lambda: [model.optimize(e, e.horizon) for e in frozen[:1]]
             return lambda: [model.predict(e) for e in frozen]
-        count = 1 if kinds[benchmark] == "optimizer" else episodes
+        count = 1 if KINDS[benchmark] == "optimizer" else episodes
         return Step(f"eval/{name}/{benchmark}", "episodes", count, make, "frozen test episodes",
-                    "conv" if benchmark == BENCHMARK else "small")
+                    c.reference(benchmark))
 
-    for name, benchmark in (("protonet", BENCHMARK), ("maml", BENCHMARK), ("matchingnet", BENCHMARK),
-                            ("maml", SINE), ("sgd", MNIST), ("lstm-optimizer", MNIST)):
-        out.append(evaluation(name, benchmark))
+    return [evaluation(name, benchmark) for name, benchmark in (
+        ("protonet", BENCHMARK), ("maml", BENCHMARK), ("matchingnet", BENCHMARK),
+        ("maml", SINE), ("sgd", MNIST), ("lstm-optimizer", MNIST))]
 
+
+def _sampling_steps(c: _StepContext) -> list[Step]:
     def sampler(benchmark: str, tasks: int) -> Step:
         def make():
-            source = sources[benchmark][0]
             gen = torch.Generator().manual_seed(2)
             request = BatchRequest(tasks=tasks) if benchmark != MNIST else BatchRequest(tasks=tasks, kind="optimizees")
-            return lambda: source.sample_train(request, gen)
+            return lambda: c.source(benchmark).sample_train(request, gen)
         return Step(f"sample/train/{benchmark}", "tasks", tasks, make, "meta-training batches", "small")
 
-    out += [sampler(BENCHMARK, TASKS), sampler(SINE, 25)]
+    episodes = c.size.eval_episodes
 
     def test_episodes() -> Callable:
-        source, spec = sources[BENCHMARK][0], config.benchmarks[BENCHMARK]
+        source, spec = c.source(BENCHMARK), c.config.benchmarks[BENCHMARK]
         return lambda: [source.test_episode(i, spec["eval_seed"]) for i in range(episodes)]
 
-    out.append(Step(f"sample/test/{BENCHMARK}", "episodes", episodes, test_episodes, "frozen test episodes", "small"))
+    return [sampler(BENCHMARK, TASKS), sampler(SINE, 25),
+            Step(f"sample/test/{BENCHMARK}", "episodes", episodes, test_episodes, "frozen test episodes", "small")]
 
+
+def _textbook_step(c: _StepContext) -> Step:
     def textbook():
-        tasks = int(config.hparams("maml", BENCHMARK, size.profile).get("meta_batch", TASKS))
-        batch = sources[BENCHMARK][0].sample_train(BatchRequest(tasks=tasks, ways=WAYS, shots=SHOTS, query=QUERY),
-                                                   torch.Generator().manual_seed(3)).to(device)
+        tasks = int(c.config.hparams("maml", BENCHMARK, c.size.profile).get("meta_batch", TASKS))
+        batch = c.source(BENCHMARK).sample_train(BatchRequest(tasks=tasks, ways=WAYS, shots=SHOTS, query=QUERY),
+                                                 torch.Generator().manual_seed(3)).to(c.device)
         torch.manual_seed(0)
-        net = textbook_conv4(WAYS).to(device)
+        net = textbook_conv4(WAYS).to(c.device)
         return lambda: reference_maml_step(net, batch)
 
-    out.append(Step("reference/maml-textbook-loop", "meta-iterations", 1, textbook,
-                    "the per-task second-order loop over MAML's meta-batch: plain PyTorch, a control whose ratio "
-                    "moves only with measurement noise or a torch change"))
-    return out
+    return Step("reference/maml-textbook-loop", "meta-iterations", 1, textbook,
+                "the per-task second-order loop over MAML's meta-batch: plain PyTorch, a control whose ratio "
+                "moves only with measurement noise or a torch change")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -579,6 +625,30 @@ def manifest(size: str, repeats: int, device: str, started: str) -> dict:
             "provenance": provenance()}
 
 
+def add_arguments(perf) -> None:
+    perf.add_argument("--out", type=Path, help="folder for perf.csv, perf-summary.csv and manifest.json "
+                                               "(default results/perf)")
+    perf.add_argument("--size", choices=["quick", "full"], default="full",
+                      help="quick: the CI speed gate's size (smoke-profile steps, one thread, ~2 minutes); full "
+                           "(default): cpu-profile steps, every thread, plus perf-report.csv")
+    perf.add_argument("--quick", dest="size", action="store_const", const="quick", help="the same as --size quick")
+    perf.add_argument("--repeats", type=int, default=None, help="timed calls per step (default: the size's)")
+    perf.add_argument("--step", action="append", default=[], metavar="GLOB",
+                      help="time only the steps matching GLOB (repeatable), e.g. 'train/maml/*'")
+    perf.add_argument("--list", action="store_true", help="print the size's step names and exit")
+    perf.add_argument("--threads", type=int, default=None,
+                      help="torch intra-op threads (default: 1 for quick, torch's default for full)")
+    perf.add_argument("--device", default="cpu")
+    perf.add_argument("--autocast", choices=["bf16"], help="full size: also time MAML and ProtoNet under "
+                                                          "torch.autocast (bfloat16) in perf-report.csv")
+    perf.add_argument("--against", metavar="REV|PERF_DIR",
+                      help="also time the code of this git revision (or of the commit a perf folder's manifest "
+                           "records, e.g. results/baseline-perf) in fresh processes alternating with this code; "
+                           "writes OUT/baseline/run-N and OUT/new/run-N for `compare --perf` (bench/perf_ab.py)")
+    perf.add_argument("--rounds", type=int, default=3,
+                      help="with --against: processes per side (default 3)")
+
+
 def command(args) -> int:
     from bench.rundir import atomic_write_csv, atomic_write_text, utc_now
 
@@ -601,8 +671,8 @@ def command(args) -> int:
     out = Path(args.out) if args.out else Path("results") / "perf"
     started = utc_now()
     print(f"metabench perf: size {size} ({spec.profile}-profile steps, {repeats} repeats, "
-          f"{torch.get_num_threads()} thread(s)); ratios to reference workloads (textbook MAML loops) timed around every "
-          f"step sample",
+          f"{torch.get_num_threads()} thread(s)); ratios to reference workloads (textbook MAML loops) timed around "
+          f"every step sample",
           file=sys.stderr)
     if args.device == "cpu":  # built here, before any timing, if this is its first use
         state = "on" if native.library() is not None else "off: the PyTorch path (no C compiler, or METABENCH_NATIVE=0)"

@@ -43,9 +43,14 @@ def baseline_revision(against: str) -> str:
     """A git revision: given as one, or the commit recorded in a perf folder's manifest (or its first run's)."""
     path = Path(against)
     if path.is_dir():
-        manifests = [path / "manifest.json"] if (path / "manifest.json").is_file() else sorted(path.glob("*/manifest.json"))
+        if (path / "manifest.json").is_file():
+            manifests = [path / "manifest.json"]
+        else:
+            manifests = sorted(path.glob("*/manifest.json"))
         if not manifests:
-            raise ABError(f"{path} has no manifest.json (nor run-*/manifest.json); pass a perf folder or a git revision")
+            raise ABError(
+                f"{path} has no manifest.json (nor run-*/manifest.json); pass a perf folder or a git revision"
+            )
         try:
             manifest = json.loads(manifests[0].read_text())
         except (OSError, json.JSONDecodeError) as exc:

@@ -62,7 +62,9 @@ def load(path: Path) -> tuple[pd.DataFrame, dict]:
     if not (path / "perf.csv").is_file():
         runs = sorted(p.parent for p in path.glob("*/perf.csv"))
         if not runs:
-            raise PerfGateError(f"{path / 'perf.csv'} does not exist; make it with `metabench perf --quick --out {path}`")
+            raise PerfGateError(
+                f"{path / 'perf.csv'} does not exist; make it with `metabench perf --quick --out {path}`"
+            )
         loaded = [_load_one(run) for run in runs]
         table = pd.concat([t.assign(run=run.name) for run, (t, _) in zip(runs, loaded)], ignore_index=True)
         return table, loaded[0][1]

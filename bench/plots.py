@@ -12,15 +12,16 @@ so the same runs give byte-identical files (tests/test_figures.py compares them 
 from __future__ import annotations
 
 import contextvars
+import difflib
 import json
 import math
 import os
 import re
 import shlex
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -28,11 +29,11 @@ matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402,F401  (bench.report's trend figure uses plots.sns)
 from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
-from bench import latex, stats, style  # noqa: E402
-from bench.rundir import RunDir, atomic_write_text  # noqa: E402
+from bench import latex, leaderboard, stats, style  # noqa: E402
+from bench.cli import UserError  # noqa: E402
+from bench.rundir import RunDir, RunDirError, atomic_write_csv, atomic_write_text  # noqa: E402
 
 FIGURES: dict[str, tuple[Callable, str]] = {}
 TABLES: set[str] = set()  # figures that are tables: also written as CSV, markdown and LaTeX
@@ -41,6 +42,20 @@ MAX_COLUMNS = 3  # panels per row: a 5-benchmark figure wraps instead of becomin
 
 class FigureDataError(RuntimeError):
     """The run folder lacks what a figure is drawn from."""
+
+
+class UnknownFigureError(UserError, KeyError):
+    """A figure name not in FIGURES; a KeyError as the registry's unknown names are, and a UserError so the
+    command line reports it in one line. (Not algorithms.UnknownNameError: figures never import algorithms.)"""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it verbatim
+        return str(self.args[0])
+
+
+def suggest(name: str, candidates) -> str:
+    """' (did you mean 'x'?)' or '': the registry's wording (algorithms/_registry.py), without importing it."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)" if close else ""
 
 
 def figure(name: str, description: str, table: bool = False):
@@ -113,8 +128,7 @@ def draw(name: str, run_dirs: list[Path], out: Path, figure_style: str = "screen
          keep: list | None = None) -> list[Path]:
     """Draw one registered figure; returns the files written (images, tables, the provenance sidecar)."""
     if name not in FIGURES:
-        from algorithms import UnknownNameError, suggest
-        raise UnknownNameError(f"unknown figure {name!r}{suggest(name, list(FIGURES))}; `metabench figures --list`")
+        raise UnknownFigureError(f"unknown figure {name!r}{suggest(name, list(FIGURES))}; `metabench figures --list`")
     if figure_style not in style.STYLES:
         raise ValueError(f"unknown figure style {figure_style!r}; one of {', '.join(style.STYLES)}")
     fn, _ = FIGURES[name]
@@ -438,7 +452,8 @@ def training_curves(runs: list[RunDir], out: Path) -> list[Path]:
     return save(fig, out, "training-curves")
 
 
-@figure("reptile-vs-maml-vs-pretrain", "sine MSE against test-time steps: MAML, Reptile and pre-training (the worst curve)")
+@figure("reptile-vs-maml-vs-pretrain",
+        "sine MSE against test-time steps: MAML, Reptile and pre-training (the worst curve)")
 def reptile_vs_maml_vs_pretrain(runs: list[RunDir], out: Path) -> list[Path]:
     trio = ("maml", "reptile", "pretrain")
     needs = ("needs mse@S rows of maml, reptile and pretrain on one sine benchmark (metabench run --benchmark "
@@ -466,7 +481,8 @@ def reptile_vs_maml_vs_pretrain(runs: list[RunDir], out: Path) -> list[Path]:
     return save(fig, out, "reptile-vs-maml-vs-pretrain")
 
 
-@figure("l2l-mnist-curves", "learned vs hand-designed optimizers: MNIST loss against steps, mean ± 95% CI over test runs")
+@figure("l2l-mnist-curves",
+        "learned vs hand-designed optimizers: MNIST loss against steps, mean ± 95% CI over test runs")
 def l2l_mnist_curves(runs: list[RunDir], out: Path) -> list[Path]:
     needs = ("needs loss@T rows from the learned-optimizer benchmarks (metabench run --benchmark 'mnist-*' "
              "--algorithm lstm-optimizer --algorithm sgd --algorithm rmsprop --algorithm adam --algorithm nag)")
@@ -573,52 +589,68 @@ def l2l_gated_gates(runs: list[RunDir], out: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# leaderboard tables (bench.report merges the runs' summary.csv): PNG/PDF, CSV, markdown and LaTeX
+# leaderboard tables (bench.leaderboard merges the runs' summary.csv): PNG/PDF, CSV, markdown and LaTeX
+
+
+def _merged(runs: list[RunDir], needs: str) -> leaderboard.Runs:
+    try:
+        return leaderboard.merge_runs([r.path for r in runs])
+    except RunDirError as exc:
+        raise FigureDataError(f"{needs} ({exc})") from None
 
 
 def _leaderboard(runs: list[RunDir], needs: str):
-    from bench import report
-    from bench.rundir import RunDirError
-
-    try:
-        merged = report.merge_runs([r.path for r in runs])
-    except RunDirError as exc:
-        raise FigureDataError(f"{needs} ({exc})") from None
-    return report.leaderboard(merged, every_metric=True)
+    return leaderboard.leaderboard(_merged(runs, needs), every_metric=True)
 
 
-def _paper_table(runs: list[RunDir], out: Path, name: str, prefix: str, needs: str) -> list[Path]:
-    """Our accuracy ± CI with the published value ± CI beside it, one row per algorithm, one column per setting;
-    drawn as a figure and also written as CSV, markdown and a booktabs LaTeX tabular."""
-    from bench import report
+@dataclass
+class _PaperTable:
+    """One paper table's content: settings (columns), algorithms (rows, in order), each cell's text and value."""
 
-    board = _leaderboard(runs, needs)
+    board: pd.DataFrame
+    benchmarks: list[str]
+    algos: list[str]
+    grid: list[list[str]]
+    values: dict[tuple[str, str], latex.Cell]
+    best: dict[str, str | None]
+
+
+def _paper_table_content(runs: list[RunDir], prefix: str, needs: str) -> _PaperTable:
+    merged = _merged(runs, needs)
+    board = leaderboard.leaderboard(merged, every_metric=True)
     board = board[board["benchmark"].astype(str).str.startswith(prefix) & (board["metric"] == "accuracy")] \
         if not board.empty else board
     if board.empty:
         raise FigureDataError(needs)
-    benchmarks = [b for b in report.SETTING_ORDER if b in set(board["benchmark"])] + \
-        sorted(set(board["benchmark"]) - set(report.SETTING_ORDER))
+    benchmarks = [b for b in leaderboard.SETTING_ORDER if b in set(board["benchmark"])] + \
+        sorted(set(board["benchmark"]) - set(leaderboard.SETTING_ORDER))
     cell = {(r.algorithm, r.benchmark): r for r in board.itertuples()}
     # rows best-first on the leftmost setting an algorithm has (the papers sort by the 1-shot column)
     first = {a: next(i for i, b in enumerate(benchmarks) if (a, b) in cell) for a in board["algorithm"].unique()}
     algos = sorted(first, key=lambda a: (first[a], -cell[(a, benchmarks[first[a]])].mean, a))
     values = {(a, b): latex.Cell(float(r.mean), float(r.ci95), float(r.paper_value), float(r.paper_ci95))
               for (a, b), r in cell.items()}
-    best = {b: latex.best_in_column({a: values[(a, b)] for a in algos if (a, b) in values}) for b in benchmarks}
+    # which way is better comes from each benchmark's declaration (accuracy: higher), as in the leaderboard
+    best = {b: latex.best_in_column({a: values[(a, b)] for a in algos if (a, b) in values},
+                                    merged.headlines.higher_is_better(b) is not False) for b in benchmarks}
 
     def text(a, b, newline="\n"):
         r = cell.get((a, b))
         if r is None:
             return "–"
-        ours = report.plus_minus(r.mean, r.ci95)
-        return ours + (f"{newline}({report.plus_minus(r.paper_value, r.paper_ci95, measured=False)})"
+        ours = leaderboard.plus_minus(r.mean, r.ci95)
+        return ours + (f"{newline}({leaderboard.plus_minus(r.paper_value, r.paper_ci95, measured=False)})"
                        if pd.notna(r.paper_value) else "")
 
-    paper = _style() == "paper"
     grid = [[text(a, b) for b in benchmarks] for a in algos]
+    return _PaperTable(board, benchmarks, algos, grid, values, best)
+
+
+def _paper_table_figure(content: _PaperTable):
+    """The table drawn as a figure: algorithm names in their colours, the best of each column in bold."""
+    benchmarks, algos = content.benchmarks, content.algos
     # paper: one column wide while the settings fit (two), else the text width; rows as high as two text lines
-    if paper:
+    if _style() == "paper":
         width = style.SINGLE_COLUMN_IN if len(benchmarks) <= 2 else style.DOUBLE_COLUMN_IN
         row_height = 0.3
     else:
@@ -628,43 +660,59 @@ def _paper_table(runs: list[RunDir], out: Path, name: str, prefix: str, needs: s
     ax.grid(False)
     label_width = 0.3 if len(benchmarks) <= 2 else 0.2
     # bbox: the cells fill the axes exactly (the row labels' column inside it), so the title never overlaps them
-    table = ax.table(cellText=grid, rowLabels=[style.display(a) for a in algos],
+    table = ax.table(cellText=content.grid, rowLabels=[style.display(a) for a in algos],
                      colLabels=[style.benchmark_display(b) for b in benchmarks], cellLoc="center",
                      colWidths=[(1 - label_width) / len(benchmarks)] * len(benchmarks),
                      bbox=[label_width, 0, 1 - label_width, 1])
     table.auto_set_font_size(False)
     table.set_fontsize(plt.rcParams["legend.fontsize"])
     for j, b in enumerate(benchmarks):  # bold: best, with a CI overlapping no other (as in the LaTeX table)
-        if best[b] is not None:
-            table[(algos.index(best[b]) + 1, j)].get_text().set_fontweight("bold")
+        if content.best[b] is not None:
+            table[(algos.index(content.best[b]) + 1, j)].get_text().set_fontweight("bold")
     for i, a in enumerate(algos):  # the row label in the algorithm's colour: its identity in every figure
         label = table[(i + 1, -1)].get_text()
         label.set_color(style.color(a))
         label.set_gid(f"algorithm:{a}")
     ax.set_title("accuracy %: ours (published), mean ± 95% CI\nbold: best, its CI overlapping no other")
-    tidy = board[["benchmark", "algorithm", "mean", "ci95", "n", "ci_method", "paper_value", "paper_ci95", "delta",
-                  "inside_paper_ci", "paper", "table"]]
+    return fig
+
+
+def _paper_table_files(runs: list[RunDir], out: Path, name: str, content: _PaperTable) -> list[Path]:
+    """The table as CSV (tidy), markdown and a booktabs LaTeX tabular whose comments name its provenance."""
+    benchmarks, algos = content.benchmarks, content.algos
+    tidy = content.board[["benchmark", "algorithm", "mean", "ci95", "n", "ci_method", "paper_value", "paper_ci95",
+                          "delta", "inside_paper_ci", "paper", "table"]]
     csv_path, md_path, tex_path = out / f"{name}.csv", out / f"{name}.md", out / f"{name}.tex"
     out.mkdir(parents=True, exist_ok=True)
-    report.atomic_write_csv(csv_path, tidy)
+    atomic_write_csv(csv_path, tidy)
     rows = ["| algorithm | " + " | ".join(benchmarks) + " |", "|---" * (len(benchmarks) + 1) + "|"]
-    rows += [f"| {a} | " + " | ".join(t.replace("\n", " ") for t in line) + " |" for a, line in zip(algos, grid)]
-    report.atomic_write_text(md_path, "Accuracy %, ours (published), mean ± 95% CI\n\n" + "\n".join(rows) + "\n")
-    drawn(benchmarks)
+    rows += [f"| {a} | " + " | ".join(t.replace("\n", " ") for t in line) + " |"
+             for a, line in zip(algos, content.grid)]
+    atomic_write_text(md_path, "Accuracy %, ours (published), mean ± 95% CI\n\n" + "\n".join(rows) + "\n")
     ctx = _CONTEXT.get()
     comments = [f"{name}: accuracy %, mean ± 95% CI, ours beside the published value; bold: best in its column "
                 f"with a CI that overlaps no other", f"drawn by: {ctx.command if ctx else 'metabench figures ' + name}",
                 f"from: {_runs_line(provenance(name, _contributing(runs, set(benchmarks)), None, _style()))}",
                 "settings: " + ", ".join(benchmarks)]
-    named = {(style.display(a), style.benchmark_display(b)): v for (a, b), v in values.items()}
-    report.atomic_write_text(tex_path, latex.booktabs(
+    named = {(style.display(a), style.benchmark_display(b)): v for (a, b), v in content.values.items()}
+    atomic_write_text(tex_path, latex.booktabs(
         [style.display(a) for a in algos], [style.benchmark_display(b) for b in benchmarks], named,
-        fmt=lambda m, c, measured: report.plus_minus(m, c, measured=measured), comments=comments))
-    return save(fig, out, name, extra=[csv_path, md_path, tex_path])
+        fmt=lambda m, c, measured: leaderboard.plus_minus(m, c, measured=measured), comments=comments))
+    return [csv_path, md_path, tex_path]
 
 
-@figure("omniglot-table", "Omniglot accuracy ± CI per algorithm and setting, published value beside ours (+ CSV, md, tex)",
-        table=True)
+def _paper_table(runs: list[RunDir], out: Path, name: str, prefix: str, needs: str) -> list[Path]:
+    """Our accuracy ± CI with the published value ± CI beside it, one row per algorithm, one column per setting;
+    drawn as a figure and also written as CSV, markdown and a booktabs LaTeX tabular."""
+    content = _paper_table_content(runs, prefix, needs)
+    fig = _paper_table_figure(content)
+    files = _paper_table_files(runs, out, name, content)
+    drawn(content.benchmarks)
+    return save(fig, out, name, extra=files)
+
+
+@figure("omniglot-table",
+        "Omniglot accuracy ± CI per algorithm and setting, published value beside ours (+ CSV, md, tex)", table=True)
 def omniglot_table(runs: list[RunDir], out: Path) -> list[Path]:
     return _paper_table(runs, out, "omniglot-table", "omniglot-",
                         "needs accuracy rows from an Omniglot run (metabench run --benchmark 'omniglot-*' "
@@ -677,6 +725,30 @@ def miniimagenet_table(runs: list[RunDir], out: Path) -> list[Path]:
     return _paper_table(runs, out, "miniimagenet-table", "miniimagenet-",
                         "needs accuracy rows from a Mini-ImageNet run (metabench run --benchmark 'miniimagenet-*' "
                         "--algorithm maml --algorithm protonet ...)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `metabench report --trend`: each cell's headline metric over the runs' commits (bench.report.trend_table)
+
+
+def draw_trend(table: pd.DataFrame, out: Path) -> list[Path]:
+    benchmarks = list(dict.fromkeys(table["benchmark"]))
+    fig, axes = plt.subplots(len(benchmarks), 1, squeeze=False,
+                             figsize=(max(6.0, 0.6 * table["position"].nunique() + 3), 3.2 * len(benchmarks)))
+    ticks = table.drop_duplicates("position").sort_values("position")
+    for ax, bench in zip(axes[:, 0], benchmarks):
+        part = table[table["benchmark"] == bench]
+        for algo, group in part.groupby("algorithm", sort=True):
+            ax.errorbar(group["position"], group["mean"], yerr=group["ci95"].fillna(0), marker="o", ms=4, capsize=3,
+                        label=style.display(algo), color=style.color(algo))
+        ax.set_title(f"{bench}: {part['metric'].iloc[0]} (mean ± 95% CI)")
+        ax.set_xticks(ticks["position"], [f"{c}\n{str(d)[:10]}" for c, d in zip(ticks["commit"], ticks["commit_date"])],
+                      fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8, loc="best")
+    axes[-1, 0].set_xlabel("commit (ordered by commit date)")
+    fig.tight_layout()
+    return save(fig, out, "trend", runs=[RunDir(p) for p in dict.fromkeys(table["run"])])
 
 
 # ---------------------------------------------------------------------------------------------------------

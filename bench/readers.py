@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -86,3 +87,41 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path, what: str = "ta
         raise RunDirError(f"{path}: {what} row {i + 2} ({keys or 'no key columns'}): {column} "
                           f"{frame[column].iloc[i]!r} is not a number; the file is damaged")
     return values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the cell a row belongs to, and the published numbers
+
+CELL = ("benchmark", "algorithm", "seed")  # the columns naming a cell, first in every per-cell CSV row
+PUBLISHED_COLUMNS = ["paper", "table", "method", "algorithm", "benchmark", "setting", "metric", "value", "ci95",
+                     "notes", "primary"]
+
+
+def cell_key(benchmark, algorithm, seed) -> str:
+    """`benchmark/algorithm/seedS`: how manifests, messages and --cell name one cell."""
+    return f"{benchmark}/{algorithm}/seed{seed}"
+
+
+def cell_row(benchmark, algorithm, seed, **rest) -> dict:
+    """A row dict that starts with the cell's columns (CELL), then `rest` in the order given."""
+    return {"benchmark": benchmark, "algorithm": algorithm, "seed": seed, **rest}
+
+
+def read_published(path: Path | None = None, primary_only: bool = True) -> pd.DataFrame:
+    """results/published.csv (the checkout's, or the wheel's copy): one row per published number. Only an empty
+    cell is missing (the text 'NA' stays text, as in read_csv); `primary_only` keeps the rows the suite compares
+    against (alternative protocols and papers have primary=0, so (algorithm, benchmark, metric) is a key).
+    No file: an empty table with the columns, so a run or a report never fails for want of published numbers."""
+    if path is None:
+        from bench import resources
+
+        try:
+            path = resources.published_csv()
+        except FileNotFoundError:
+            path = None
+    if path is None or not Path(path).is_file():
+        return pd.DataFrame(columns=PUBLISHED_COLUMNS)
+    table = read_csv(Path(path), ("algorithm", "benchmark", "metric", "value"), "published numbers")
+    if primary_only and "primary" in table:
+        table = table[table["primary"] == 1]
+    return table

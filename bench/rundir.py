@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def new_run_id(label: str) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def git_commit(repo: Path | None = None) -> dict[str, Any]:
@@ -134,8 +134,9 @@ def environment(device: str) -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """What besides the code and the configuration decides a run's numbers or speed (DESIGN.md "Results are
     data"): the machine, thread settings, the malloc tuning, the native kernel's build, and plugins."""
-    import algorithms
     import torch
+
+    import algorithms
     from algorithms import native
     from bench import allocator
 
@@ -270,7 +271,7 @@ class RunDir:
                               f"move or delete them yourself, or pick another --out") from None
         return target
 
-    def open_for_writing(self) -> "RunDir":
+    def open_for_writing(self) -> RunDir:
         """Create the folder, prove it is writable and take the lock, before any training starts."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)

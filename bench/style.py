@@ -44,34 +44,34 @@ class Identity:
         return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle, "label": self.display}
 
 
-O, T = OKABE_ITO, TOL_MUTED
+OKABE, TOL = OKABE_ITO, TOL_MUTED
 # Families are grouped so that algorithms drawn together never share a colour (tests/test_figures.py checks it).
 # Hand-designed or non-meta-learned baselines are dashed or dotted, learned methods solid, as in the papers.
 ALGORITHMS: dict[str, Identity] = {
     # gradient-based meta-learning (the sine figures draw these together)
-    "maml": Identity(O["blue"], "o", "-", "MAML"),
-    "fomaml": Identity(O["sky"], "s", "-", "first-order MAML"),
-    "reptile": Identity(O["green"], "^", "-", "Reptile"),
+    "maml": Identity(OKABE["blue"], "o", "-", "MAML"),
+    "fomaml": Identity(OKABE["sky"], "s", "-", "first-order MAML"),
+    "reptile": Identity(OKABE["green"], "^", "-", "Reptile"),
     "pretrain": Identity(GREY, "v", "--", "pre-training"),
-    "baselinepp": Identity(T["olive"], "d", "--", "Baseline++"),
+    "baselinepp": Identity(TOL["olive"], "d", "--", "Baseline++"),
     # metric learning and memory-based few-shot classifiers (the Omniglot / Mini-ImageNet tables and curves)
-    "protonet": Identity(O["vermillion"], "D", "-", "ProtoNet"),
-    "matchingnet": Identity(O["purple"], "P", "-", "Matching Nets"),
-    "relationnet": Identity(O["orange"], "X", "-", "Relation Net"),
-    "siamese": Identity(T["wine"], "*", "-", "Siamese Nets"),
-    "hallucination": Identity(T["teal"], "h", "-", "Hallucination"),
-    "meta-lstm": Identity(T["indigo"], "<", "-", "Meta-LSTM"),
-    "mann": Identity(T["magenta"], ">", "-", "MANN"),
-    "snail": Identity(T["tolgreen"], "p", "-", "SNAIL"),
-    "blackbox-lstm": Identity(T["cyan"], "H", "-.", "black-box LSTM"),
-    "pixels-1nn": Identity(O["black"], "8", ":", "pixels 1-NN"),
+    "protonet": Identity(OKABE["vermillion"], "D", "-", "ProtoNet"),
+    "matchingnet": Identity(OKABE["purple"], "P", "-", "Matching Nets"),
+    "relationnet": Identity(OKABE["orange"], "X", "-", "Relation Net"),
+    "siamese": Identity(TOL["wine"], "*", "-", "Siamese Nets"),
+    "hallucination": Identity(TOL["teal"], "h", "-", "Hallucination"),
+    "meta-lstm": Identity(TOL["indigo"], "<", "-", "Meta-LSTM"),
+    "mann": Identity(TOL["magenta"], ">", "-", "MANN"),
+    "snail": Identity(TOL["tolgreen"], "p", "-", "SNAIL"),
+    "blackbox-lstm": Identity(TOL["cyan"], "H", "-.", "black-box LSTM"),
+    "pixels-1nn": Identity(OKABE["black"], "8", ":", "pixels 1-NN"),
     # learned and hand-designed optimizers (the MNIST transfer figures draw these together)
-    "lstm-optimizer": Identity(O["vermillion"], "o", "-", "LSTM optimizer"),
-    "gated-lstm-optimizer": Identity(O["purple"], "s", "-", "gated LSTM optimizer"),
-    "sgd": Identity(O["black"], "^", "--", "SGD"),
-    "rmsprop": Identity(O["green"], "v", "--", "RMSprop"),
-    "adam": Identity(O["blue"], "D", "--", "Adam"),
-    "nag": Identity(O["orange"], "P", "--", "NAG"),
+    "lstm-optimizer": Identity(OKABE["vermillion"], "o", "-", "LSTM optimizer"),
+    "gated-lstm-optimizer": Identity(OKABE["purple"], "s", "-", "gated LSTM optimizer"),
+    "sgd": Identity(OKABE["black"], "^", "--", "SGD"),
+    "rmsprop": Identity(OKABE["green"], "v", "--", "RMSprop"),
+    "adam": Identity(OKABE["blue"], "D", "--", "Adam"),
+    "nag": Identity(OKABE["orange"], "P", "--", "NAG"),
 }
 
 # which algorithms share figures: colours (and markers) are unique inside each group
@@ -110,8 +110,8 @@ def display(name: str) -> str:
 
 # -- benchmarks ---------------------------------------------------------------------------------------------
 
-BENCHMARK_COLORS = {"sine": O["blue"], "omniglot": O["vermillion"], "omniglot-lake": O["orange"],
-                    "miniimagenet": O["green"], "mnist": O["purple"]}
+BENCHMARK_COLORS = {"sine": OKABE["blue"], "omniglot": OKABE["vermillion"], "omniglot-lake": OKABE["orange"],
+                    "miniimagenet": OKABE["green"], "mnist": OKABE["purple"]}
 DATASET_NAMES = {"omniglot": "Omniglot", "omniglot-lake": "Omniglot (Lake split)", "miniimagenet": "Mini-ImageNet"}
 MNIST_VARIANTS = {"base": "MNIST", "200steps": "MNIST, 200 steps", "40units": "MNIST, 40 units",
                   "2layers": "MNIST, 2 layers", "relu": "MNIST, ReLU"}

@@ -74,7 +74,7 @@ def compare_episodes(recorded: pd.DataFrame, rerun: list[dict]) -> dict:
 
 def verify(run_dir: Path, count: int | None = None, data_root: str | None = None, out=sys.stdout) -> bool:
     """Re-run the cells and print one line per cell; True when every one is the same."""
-    from bench import runner
+    from bench import cell as runner
     from bench.rundir import environment, git_commit, provenance
 
     run = RunDir(run_dir)

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
+from conftest import real_omniglot_available
 
 import algorithms
-from bench import runner
-from conftest import real_omniglot_available
+from bench import cell as runner
 
 # one representative benchmark per kind; later kinds add theirs here (with the data they need)
 KIND_BENCHMARK = {"regression": "sine-k5", "classification": "omniglot-5w1s", "optimizer": "mnist-base"}

@@ -189,8 +189,9 @@ def test_snail_dilations_cover_the_sequence():
 def test_predictions_do_not_depend_on_query_order_or_learner_state(config):
     """Queries are independent; the support order at test is a function of the episode, not of the learner's
     generators, so predicting twice (or in another order) gives the same logits."""
-    from bench import runner
     from conftest import real_omniglot_available
+
+    from bench import cell as runner
     if not real_omniglot_available():
         pytest.skip("needs the Omniglot images (set METABENCH_DATA)")
     cell = config.cell("omniglot-5w1s", "mann", 0, "smoke")

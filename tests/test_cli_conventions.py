@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench.cli import _seed_list, main
+from bench.cli import main
+from bench.run_command import _seed_list
 from bench.rundir import FILE_MODE, _umask
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,14 +1,15 @@
 """`metabench compare`: the paired regression gate. Exit 0 for reruns, 1 for a real drop (naming the cell),
 2 for folders that cannot be compared."""
+import functools
 import json
 import shutil
 
 import numpy as np
 import pytest
+from test_report import accuracy, make_run
 
 from bench import compare
 from bench.cli import main
-from test_report import accuracy, make_run
 
 # the smoke budget (150 meta-iterations): with fewer, 10 steps of an untrained MAML overshoot and inner_lr=0 "wins"
 FAST = ["--set", "budget.test_episodes=60", "--set", "budget.validation_tasks=5",
@@ -93,23 +94,28 @@ def test_unreadable_folders(runs, tmp_path, capsys):
 def test_verdicts_of_single_comparisons():
     rng = np.random.default_rng(0)
     acc = rng.normal(90, 5, 200)
-    assert compare.compare_values("accuracy", acc, acc, 0.05, None)["verdict"] == "same"
-    assert compare.compare_values("accuracy", acc, acc - 3 + rng.normal(0, 1, 200), 0.05, None)["verdict"] == "worse"
-    assert compare.compare_values("accuracy", acc, acc - 0.5 + rng.normal(0, 0.1, 200), 0.05, None)["verdict"] == "small"
-    assert compare.compare_values("accuracy", acc, acc + 3 + rng.normal(0, 1, 200), 0.05, None)["verdict"] == "better"
-    noisy = compare.compare_values("accuracy", acc, acc + rng.normal(0, 5, 200), 0.05, None)
+    higher = functools.partial(compare.compare_values, higher_is_better=True)  # as omniglot-* declare
+    lower = functools.partial(compare.compare_values, higher_is_better=False)  # as sine-* declare (mse@10)
+    assert higher(acc, acc, 0.05, None)["verdict"] == "same"
+    assert higher(acc, acc - 3 + rng.normal(0, 1, 200), 0.05, None)["verdict"] == "worse"
+    assert higher(acc, acc - 0.5 + rng.normal(0, 0.1, 200), 0.05, None)["verdict"] == "small"
+    assert higher(acc, acc + 3 + rng.normal(0, 1, 200), 0.05, None)["verdict"] == "better"
+    noisy = higher(acc, acc + rng.normal(0, 5, 200), 0.05, None)
     assert noisy["verdict"] in ("ok", "small") and noisy["p"] > 0.001
     mse = rng.gamma(2.0, 1.0, 200)
-    assert compare.compare_values("mse@10", mse, mse * 1.2, 0.05, None)["verdict"] == "worse"     # lower is better
-    assert compare.compare_values("mse@10", mse, mse * 1.03, 0.05, None)["verdict"] == "small"    # under 5%
-    assert compare.compare_values("mse@10", mse, mse * 1.03, 0.05, 0.0)["verdict"] == "worse"     # --min-delta 0
+    assert lower(mse, mse * 1.2, 0.05, None)["verdict"] == "worse"     # lower is better
+    assert lower(mse, mse * 1.03, 0.05, None)["verdict"] == "small"    # under 5%
+    assert lower(mse, mse * 1.03, 0.05, 0.0)["verdict"] == "worse"     # --min-delta 0
     diverged = mse.copy()
     diverged[3] = np.inf
-    assert compare.compare_values("mse@10", mse, diverged, 0.05, None)["verdict"] == "worse"
+    assert lower(mse, diverged, 0.05, None)["verdict"] == "worse"
+    undeclared = compare.compare_values(acc, acc + 3, 0.05, None, higher_is_better=None)
+    assert undeclared["verdict"] == "n/a"  # no direction declared: no verdict either way
 
 
 def test_across_seed_row_is_the_gated_one(tmp_path, capsys):
-    cells = lambda shift: {("omniglot-5w1s", "protonet", s): {"accuracy": accuracy(95, n=100, seed=s)["accuracy"] + shift}
+    cells = lambda shift: {("omniglot-5w1s", "protonet", s): {
+                               "accuracy": accuracy(95, n=100, seed=s)["accuracy"] + shift}
                            for s in (0, 1)}
     base, new = make_run(tmp_path / "base", cells(0)), make_run(tmp_path / "new", cells(-2))
     table = compare.compare_runs(compare.load_side(base), compare.load_side(new), 0.05, None)
@@ -120,8 +126,10 @@ def test_across_seed_row_is_the_gated_one(tmp_path, capsys):
 
 
 def test_a_cell_that_fails_only_in_new_is_a_regression(tmp_path, capsys):
-    base = make_run(tmp_path / "base", {("omniglot-5w1s", "maml", 0): accuracy(95), ("omniglot-5w1s", "protonet", 0): accuracy(96)})
-    new = make_run(tmp_path / "new", {("omniglot-5w1s", "protonet", 0): accuracy(96)}, failed=[("omniglot-5w1s", "maml", 0)])
+    base = make_run(tmp_path / "base",
+                    {("omniglot-5w1s", "maml", 0): accuracy(95), ("omniglot-5w1s", "protonet", 0): accuracy(96)})
+    new = make_run(tmp_path / "new", {("omniglot-5w1s", "protonet", 0): accuracy(96)},
+                   failed=[("omniglot-5w1s", "maml", 0)])
     assert main(["compare", str(base), str(new)]) == 1
     assert "omniglot-5w1s/maml/seed0 failed" in capsys.readouterr().err
     assert main(["compare", str(new), str(base)]) == 2  # a failed baseline cell cannot be compared

@@ -36,12 +36,12 @@ def test_unknown_benchmark_key_names_path(tmp_path):
 
 
 def test_unknown_hparam_names_path(tmp_path):
-    msg = error_of(tmp_path, lambda r: r["algorithms"]["maml"]["defaults"].update(inner_rl=0.1))
+    msg = error_of(tmp_path, lambda r: r["algorithms"]["maml"].update(defaults={"inner_rl": 0.1}))
     assert "algorithms.maml.defaults.inner_rl" in msg and "inner_lr" in msg
 
 
 def test_wrong_type(tmp_path):
-    msg = error_of(tmp_path, lambda r: r["algorithms"]["maml"]["defaults"].update(meta_batch="many"))
+    msg = error_of(tmp_path, lambda r: r["algorithms"]["maml"].update(defaults={"meta_batch": "many"}))
     assert "algorithms.maml.defaults.meta_batch" in msg and "expected an integer" in msg and "'many'" in msg
 
 

@@ -3,10 +3,10 @@ import hashlib
 
 import pytest
 import torch
+from datafixtures import make_miniimagenet
 
 from algorithms.base import BatchRequest
 from bench.data import DataError, miniimagenet, open_source
-from datafixtures import make_miniimagenet
 
 
 @pytest.fixture

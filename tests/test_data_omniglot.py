@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.data import DataError, cache_dir, omniglot
 from conftest import REAL_DATA
 from datafixtures import make_omniglot, write_omniglot_manifest, write_omniglot_split
+
+from bench.data import DataError, cache_dir, omniglot
 
 REAL = REAL_DATA / "omniglot" / "omniglot-py"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real Omniglot not found at {REAL}")
@@ -166,8 +166,8 @@ def test_split_counts_are_checked(tiny, tmp_path):
 
 
 def test_unknown_split_and_bad_rotation_are_data_errors(tiny):
-    with pytest.raises(DataError, match="known splits: maml-random, vinyals"):
-        load(tiny, split="lake")
+    with pytest.raises(DataError, match="known splits: lake, maml-random, vinyals"):
+        load(tiny, split="no-such-split")
     with pytest.raises(DataError, match="multiples of 90"):
         load(tiny, rotations=[0, 45])
 

@@ -5,11 +5,11 @@ import io
 import zipfile
 
 import pytest
+from conftest import REAL_DATA
+from datafixtures import make_omniglot, write_omniglot_manifest, write_omniglot_split
 
 from bench.cli import main
 from bench.data import omniglot
-from conftest import REAL_DATA
-from datafixtures import make_omniglot, write_omniglot_manifest, write_omniglot_split
 
 REAL_OMNIGLOT = REAL_DATA / "omniglot" / "omniglot-py"
 REAL_MNIST = REAL_DATA / "mnist" / "MNIST" / "raw"

@@ -143,7 +143,8 @@ def table_counts(url: str) -> dict[str, int]:
 
 def baseline_sizes() -> dict[str, int]:
     return {"runs": 1, "cells": len(json.loads((BASELINE / "manifest.json").read_text())["cells"]),
-            "summaries": len(pd.read_csv(BASELINE / "summary.csv")), "episodes": len(pd.read_csv(BASELINE / "episodes.csv"))}
+            "summaries": len(pd.read_csv(BASELINE / "summary.csv")),
+            "episodes": len(pd.read_csv(BASELINE / "episodes.csv"))}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,7 +276,8 @@ def test_regressions_name_the_worse_cell_and_exit_1(new_db, tmp_path, capsys):
     assert len(flagged) == 1 and flagged[0].split()[:2] == ["sine-k5", "maml"]
     assert main(["db", "regressions", "--format", "json", "--db", url]) == 1
     (found,) = json.loads(capsys.readouterr().out)
-    assert (found["benchmark"], found["algorithm"], found["verdict"], found["runs"]) == ("sine-k5", "maml", "worse", ["worse"])
+    assert (found["benchmark"], found["algorithm"], found["verdict"], found["runs"]) == (
+        "sine-k5", "maml", "worse", ["worse"])
     assert found["rel"] == pytest.approx(0.5) and found["p"] < 1e-6
     # --since: by date, and by commit (only versions after it)
     assert main(["db", "regressions", "--since", "2099-12-01", "--db", url]) == 1

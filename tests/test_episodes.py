@@ -1,6 +1,6 @@
 import torch
 
-from bench import runner
+from bench import cell as runner
 from bench.episodes import digest, named_generators
 
 
@@ -48,7 +48,8 @@ def test_named_streams_are_independent_and_reproducible():
     assert torch.equal(torch.rand(5, generator=a["init"]), torch.rand(5, generator=b["init"]))
     assert not torch.equal(torch.rand(5, generator=a["train_episodes"]), torch.rand(5, generator=b["init"]))
     c = named_generators(1, ["init"])
-    assert not torch.equal(torch.rand(5, generator=c["init"]), torch.rand(5, generator=named_generators(0, ["init"])["init"]))
+    assert not torch.equal(torch.rand(5, generator=c["init"]),
+                           torch.rand(5, generator=named_generators(0, ["init"])["init"]))
 
 
 def test_library_code_does_not_touch_the_global_rng(config):

@@ -7,7 +7,8 @@ the expected images are redrawn on purpose and reviewed:
 
     METABENCH_UPDATE_FIGURES=1 pytest tests/test_figures.py -k expected_image
 
-The pdflatex and pdffonts checks skip with the reason where those tools are missing (.ci/system-packages.sh installs them).
+The pdflatex and pdffonts checks skip with the reason where those tools are missing (.ci/system-packages.sh installs
+them).
 """
 from __future__ import annotations
 

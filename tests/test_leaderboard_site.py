@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from test_db import BASELINE, LATER, REFERENCE, copy_run
 
 from bench.cli import main
-from test_db import BASELINE, LATER, REFERENCE, copy_run
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
@@ -89,7 +89,8 @@ def test_results_json_schema(site):
     # the gate row shows the latest version: the regressed copy, no longer first
     assert maml["published"] == 0.35 and maml["runs"] == ["gate-lr0"] and maml["commit"] == "4" * 40
     assert maml["rank"] > 1 and maml["difference"] == pytest.approx(maml["mean"] - 0.35)
-    series = next(s for s in doc["series"] if (s["benchmark"], s["algorithm"], s["profile"]) == ("sine-k5", "maml", "gate"))
+    series = next(s for s in doc["series"]
+                  if (s["benchmark"], s["algorithm"], s["profile"]) == ("sine-k5", "maml", "gate"))
     assert [p["verdict"] for p in series["points"]] == [None, "same", "worse"]
     assert series["points"][-1]["commit"] == "4" * 40 and series["points"][-1]["compared_with"] == "3333333333"
     # byte-stable: rebuilding from the same database changes nothing
@@ -137,11 +138,13 @@ def page(browser):
 
 def _table_rows(page, table_id: str) -> list[list[str]]:
     return page.eval_on_selector(
-        f"table#{table_id}", "t => Array.from(t.tBodies[0].rows).map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
+        f"table#{table_id}",
+        "t => Array.from(t.tBodies[0].rows).map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
 
 
 def _images_loaded(page) -> list[str]:
-    return page.eval_on_selector_all("img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    return page.eval_on_selector_all(
+        "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
 
 
 def test_index_tables_ranks_and_sorting(site, page, tmp_path):
@@ -151,7 +154,8 @@ def test_index_tables_ranks_and_sorting(site, page, tmp_path):
     assert tables.count() == sum(len(b["profiles"]) for b in doc["benchmarks"])
     for bench in doc["benchmarks"]:  # every benchmark has its table, with the published column
         assert page.locator(f"h2#{bench['name']}").count() == 1
-    headers = page.eval_on_selector("table#sine-k5--gate", "t => Array.from(t.tHead.rows[0].cells).map(c => c.textContent.trim())")
+    headers = page.eval_on_selector(
+        "table#sine-k5--gate", "t => Array.from(t.tHead.rows[0].cells).map(c => c.textContent.trim())")
     assert headers[:6] == ["Rank", "Algorithm", "Metric", "Mean ± 95% CI", "n", "Published ± CI"]
     gate = next(p for b in doc["benchmarks"] if b["name"] == "sine-k5" for p in b["profiles"] if p["profile"] == "gate")
     rows = _table_rows(page, "sine-k5--gate")

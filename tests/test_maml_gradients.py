@@ -6,7 +6,7 @@ from torch.func import functional_call
 
 import algorithms
 from algorithms.base import EpisodeBatch, ProblemSpec
-from bench import runner
+from bench import cell as runner
 from bench.episodes import named_generators
 
 

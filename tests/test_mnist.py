@@ -9,7 +9,7 @@ import torch
 
 from algorithms import nets
 from algorithms.base import BatchRequest, OptimizeeProblem
-from bench import runner
+from bench import cell as runner
 from bench.data import DataError, data_root, mnist
 
 needs_mnist = pytest.mark.skipif(not mnist.available(data_root()),

@@ -4,13 +4,14 @@ import copy
 
 import pytest
 import torch
+from test_maml_gradients import image_batch, image_learner, loop_meta_gradient
 from torch import nn
 
 from algorithms import native, nets
-from test_maml_gradients import image_batch, image_learner, loop_meta_gradient
 
-needs_kernel = pytest.mark.skipif(native.library(torch.float32) is None or native.library(torch.float64) is None,
-                                  reason="the kernel is off (METABENCH_NATIVE=0) or cannot be built here (no C compiler)")
+needs_kernel = pytest.mark.skipif(
+    native.library(torch.float32) is None or native.library(torch.float64) is None,
+    reason="the kernel is off (METABENCH_NATIVE=0) or cannot be built here (no C compiler)")
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from bench.resources import checkout_root
 
 ROOT = checkout_root()
 needs_git = pytest.mark.skipif(
-    ROOT is None or subprocess.run(["git", "-C", str(ROOT or "."), "rev-parse", "HEAD"], capture_output=True).returncode,
+    ROOT is None
+    or subprocess.run(["git", "-C", str(ROOT or "."), "rev-parse", "HEAD"], capture_output=True).returncode,
     reason="needs a git checkout of metabench (the A/B confirmation runs a commit's code)")
 
 

@@ -40,7 +40,8 @@ def installed(tmp_path_factory):
     source = shutil.copytree(FIXTURE, root / "src")  # pip builds in the source tree; keep tests/ clean
     site = root / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(site), str(source)], capture_output=True, text=True, timeout=300)
+                           "--no-index", "--target", str(site), str(source)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert list(site.glob("metabench_kernel-*.dist-info/entry_points.txt"))
     return site

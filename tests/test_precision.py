@@ -3,7 +3,7 @@ still learns (a cast cache held open across training would freeze the weights th
 import torch
 
 from algorithms.functional import map_tasks
-from bench import runner
+from bench import cell as runner
 from bench.config import Config
 
 

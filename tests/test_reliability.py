@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
 QUICK = ["--no-progress", "--no-figures"]
 SINE_MAML = ["run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke",
              "--set", "budget.meta_iters=400", "--set", "budget.checkpoint_every=20", "--set", "budget.log_every=20",
@@ -101,9 +100,9 @@ def test_resume_with_changed_config_is_refused_naming_the_keys(tmp_path):
     assert metabench("run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke", "--config",
                      str(config), "--set", "budget.meta_iters=5", "--set", "budget.test_episodes=5", *QUICK,
                      "--out", str(out)).returncode == 0
-    config.write_text(config.read_text().replace(
-        "defaults: {inner_lr: 0.01, inner_steps: 1, test_inner_steps: 10, meta_batch: 25, meta_lr: 0.001}",
-        "defaults: {inner_lr: 0.02, inner_steps: 1, test_inner_steps: 10, meta_batch: 25, meta_lr: 0.001}", 1))
+    config.write_text(config.read_text().replace(  # maml's inner_lr 0.01 is its dataclass default
+        "    description: second-order MAML (Finn et al. 2017)\n",
+        "    description: second-order MAML (Finn et al. 2017)\n    defaults: {inner_lr: 0.02}\n", 1))
     proc = metabench("run", "--resume", str(out), *QUICK)
     assert proc.returncode == 2
     assert "hparams.inner_lr: 0.01 -> 0.02" in proc.stderr and "sine-k5/maml/seed0" in proc.stderr
@@ -121,7 +120,8 @@ def test_crafted_pickle_checkpoint_is_refused(tmp_path):
     # a run folder whose cell looks interrupted (no cells/*.json), its checkpoint swapped for a crafted pickle;
     # only --resume loads checkpoints (a new run refuses a folder it did not write)
     assert metabench("run", "--benchmark", "sine-k5", "--algorithm", "maml", "--profile", "smoke", "--set",
-                     "budget.meta_iters=5", "--set", "budget.test_episodes=5", *QUICK, "--out", str(out)).returncode == 0
+                     "budget.meta_iters=5", "--set", "budget.test_episodes=5", *QUICK,
+                     "--out", str(out)).returncode == 0
     for path in (out / "cells").glob("*.json"):
         path.unlink()
     (out / "checkpoints" / "sine-k5__maml__seed0.pt").write_bytes(pickle.dumps(Exploit()))
@@ -350,7 +350,7 @@ def test_figures_and_report_into_unusable_paths(finished, tmp_path, capsys):
 
 def _mnist_copy(tmp_path) -> Path:
     from bench.data import data_root
-    from bench.datacheck import find_mnist
+    from bench.data.mnist import find_mnist
 
     real = find_mnist(data_root())
     if not (real / "t10k-images-idx3-ubyte").is_file():

@@ -31,7 +31,8 @@ def make_run(path, cells, commit="a" * 40, date="2026-01-01T00:00:00+00:00", fai
     pd.concat(parts, ignore_index=True).reindex(columns=SUMMARY_COLUMNS).to_csv(path / "summary.csv", index=False)
     episodes.to_csv(path / "episodes.csv", index=False)
     entries = [{"key": f"{b}/{a}/seed{s}", "benchmark": b, "algorithm": a, "seed": s,
-                "status": "failed" if (b, a, s) in failed else "ok", "error": "RuntimeError: boom" if (b, a, s) in failed else "",
+                "status": "failed" if (b, a, s) in failed else "ok",
+                "error": "RuntimeError: boom" if (b, a, s) in failed else "",
                 "test_episode_digest": "" if (b, a, s) in failed else digest,
                 "config": {"spec": {"kind": KINDS[b.split("-")[0]]}}}
                for b, a, s in [*cells, *failed]]
@@ -66,7 +67,7 @@ def test_published_csv_has_one_primary_row_per_merge_key():
     assert key[("maml", "sine-k5", "mse@10")] == 0.35
     assert key[("protonet", "omniglot-5w1s", "accuracy")] == 98.8
     assert "transductive" in primary.set_index(["algorithm", "benchmark"]).loc[("maml", "miniimagenet-5w1s"), "notes"]
-    from bench.runner import published_values
+    from bench.readers import read_published as published_values
     assert len(published_values()) == len(primary)
 
 
@@ -201,7 +202,8 @@ def test_optimizer_figures_say_which_run_they_need(tmp_path, name, needs):
 
 
 def test_l2l_curves_and_gate_figures_from_their_csvs(tmp_path):
-    curves = {f"loss@{t}": np.full(20, 2.0 / (t + 1)) + np.random.default_rng(t).random(20) * 0.01 for t in range(0, 100, 10)}
+    curves = {f"loss@{t}": np.full(20, 2.0 / (t + 1)) + np.random.default_rng(t).random(20) * 0.01
+              for t in range(0, 100, 10)}
     run = make_run(tmp_path / "run", {("mnist-base", "adam", 0): {**curves, "final_loss": curves["loss@90"]},
                                       ("mnist-base", "lstm-optimizer", 0): curves})
     assert len(plots.draw("l2l-mnist-curves", [run], tmp_path / "fig")) == 3

@@ -3,7 +3,7 @@ episodes, and a fresh Adam per task when `carry_adam_state` is false."""
 import pytest
 import torch
 
-from bench import runner
+from bench import cell as runner
 from bench.config import Config
 
 

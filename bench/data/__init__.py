@@ -1,86 +1,61 @@
-"""Datasets: one module per dataset, each exposing `open_source(spec, data_root, cache_dir)` that returns a
-task source (sample_train, sample_validation, test_episode, problem). Also where data and caches live."""
+"""Datasets: one module per dataset, each exporting one `DATASET` (bench.data.base.Dataset: its files and
+checksums, check/where/prepare, its benchmarks.yaml fields, and `open` -> a TaskSource). Adding a dataset is
+its module, one line in MODULES, and its benchmarks in benchmarks.yaml (or an overlay)."""
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
+from bench.data.base import DataError, Dataset, ImageSplit, Report, Resource, TaskSource, cache_dir, data_root  # noqa: F401
 
-# dataset name in benchmarks.yaml -> module under bench.data. Image datasets expose
-# `load_splits(spec, root, cache) -> dict[str, ImageSplit]` ("train", "val", "test") and share the episodic
-# sampler in bench.episodes; other datasets expose `open_source(spec, root, cache)` themselves.
-# Datasets read from the data root (sine is generated).
-NEEDS_FILES = {"omniglot", "miniimagenet", "mnist"}
-DATASETS = {"sine": "sine", "omniglot": "omniglot", "miniimagenet": "miniimagenet", "mnist": "mnist"}
+# The registry, in the order `metabench data` lists them. Modules are imported on first use, not here: importing
+# bench.data (for DataError or data_root) must not pull in PIL and every loader, nor bench.episodes, which the
+# dataset modules import (bench.episodes imports bench.data.base).
+MODULES: tuple[str, ...] = ("bench.data.sine", "bench.data.omniglot", "bench.data.mnist", "bench.data.miniimagenet")
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """--data-root > $METABENCH_DATA > ~/.cache/metabench/data."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("METABENCH_DATA"):
-        return Path(os.environ["METABENCH_DATA"]).expanduser()
-    return Path("~/.cache/metabench/data").expanduser()
+def datasets() -> dict[str, Dataset]:
+    """name -> Dataset for every module in MODULES (read on each call, so an added module shows at once)."""
+    found: dict[str, Dataset] = {}
+    for module in MODULES:
+        dataset = importlib.import_module(module).DATASET
+        if dataset.name in found:
+            raise ValueError(f"{module}: dataset name {dataset.name!r} is already taken; rename DATASET.name")
+        found[dataset.name] = dataset
+    return found
 
 
-def cache_dir() -> Path:
-    """$METABENCH_CACHE > ~/.cache/metabench/cache: decoded tensors go here (the data root may be read-only)."""
-    if os.environ.get("METABENCH_CACHE"):
-        return Path(os.environ["METABENCH_CACHE"]).expanduser()
-    return Path("~/.cache/metabench/cache").expanduser()
+def get(name: str) -> Dataset:
+    """The Dataset called `name`; a DataError that lists the known ones otherwise."""
+    known = datasets()
+    if name not in known:
+        close = difflib.get_close_matches(str(name), list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"unknown dataset {name!r}{hint}; known: {', '.join(known)}")
+    return known[name]
 
 
-def open_source(spec: dict[str, Any], root: str | os.PathLike | None = None):
+def open_source(spec: dict[str, Any], root: str | os.PathLike | None = None) -> TaskSource:
     """The task source for a resolved benchmark spec."""
-    module = importlib.import_module(f"bench.data.{DATASETS[spec['dataset']]}")
-    if hasattr(module, "open_source"):
-        return module.open_source(spec, data_root(root), cache_dir())
-    from bench.episodes import ClassificationSource
-    return ClassificationSource(spec, module.load_splits(spec, data_root(root), cache_dir()))
+    return get(spec["dataset"]).open(spec, data_root(root), cache_dir())
 
 
 def split_sizes(spec: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
     """(classes, examples per class) per part of an image benchmark's split when the committed split files say
     so without reading images; None when they cannot (other datasets, an unreadable split: the cell reports it)."""
-    module = importlib.import_module(f"bench.data.{DATASETS[spec['dataset']]}")
-    if not hasattr(module, "split_sizes"):
+    sizes = get(spec["dataset"]).split_sizes
+    if sizes is None:
         return None
     try:
-        return module.split_sizes(spec)
+        return sizes(spec)
     except (DataError, OSError, ValueError, KeyError, TypeError):
         return None
 
 
-class DataError(RuntimeError):
-    """Missing or corrupt dataset files; the message lists each problem with its expected path and the fix."""
-
-
-@dataclass
-class ImageSplit:
-    """One split of an image dataset, decoded once: uint8 images [classes, examples_per_class, C, H, W].
-
-    class_names[i] names class i (e.g. 'Greek/character03@rot90' or 'n01532829'); every class has the same
-    number of examples, so an episode is a pair of index gathers.
-    """
-
-    images: torch.Tensor
-    class_names: list[str]
-
-    def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 5:
-            raise ValueError(f"ImageSplit.images must be uint8 [classes, n, C, H, W], got "
-                             f"{self.images.dtype} {tuple(self.images.shape)}")
-        if len(self.class_names) != self.images.shape[0]:
-            raise ValueError("ImageSplit: one class name per class")
-
-    @property
-    def num_classes(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def per_class(self) -> int:
-        return self.images.shape[1]
+def __getattr__(name: str) -> Any:
+    # NEEDS_FILES is derived from the registry, so a dataset added to MODULES needs no second edit here
+    if name == "NEEDS_FILES":
+        return {n for n, d in datasets().items() if d.needs_files}
+    raise AttributeError(f"module 'bench.data' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,28 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bench.data import DataError, ImageSplit
-from bench.data._files import (Problem, load_cached, problem_summary, save_atomic, settings_key, stat_fingerprint,
-                               verified_md5, worker_count)
+from bench.data._files import (
+    Problem,
+    load_cached,
+    md5sum,
+    problem_summary,
+    save_atomic,
+    settings_key,
+    stat_fingerprint,
+    verified_md5,
+    worker_count,
+)
+from bench.data.base import (
+    CLASSIFICATION_FIELDS,
+    CLASSIFICATION_RANGES,
+    CLASSIFICATION_REQUIRED,
+    DataError,
+    Dataset,
+    ImageSplit,
+    Report,
+    cache_dir,
+)
+from bench.episodes import ClassificationSource
 
 SPLIT_PARTS = ("train", "val", "test")
 RAVI_DIR = Path(__file__).resolve().parent / "splits" / "miniimagenet_ravi"
@@ -233,3 +253,69 @@ def load_splits(spec: dict[str, Any], root: Path, cache: Path) -> dict[str, Imag
     label = "ravi" if folder == RAVI_DIR else "custom-" + hashlib.sha256(str(folder).encode()).hexdigest()[:8]
     return {part: load_part(images, Path(cache), label, part, classes, size, keys[part])
             for part, classes in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `metabench data check|where|prepare miniimagenet`
+
+
+def check(root: Path) -> Report:
+    """The split CSVs' md5 and counts, then every image present and decodable."""
+    images = find_images(root)
+    report = Report("miniimagenet", [f"images: {images}/<filename>.jpg", f"split: {RAVI_DIR} (Ravi & Larochelle)"])
+    for part, want in RAVI_MD5.items():
+        path = RAVI_DIR / f"{part}.csv"
+        if (actual := md5sum(path)) != want:
+            report.problems.append(Problem(path, f"md5 {actual}, expected {want}"))
+    parts = read_split(RAVI_DIR)
+    counts = " / ".join(f"{len(parts[p])}" for p in SPLIT_PARTS)
+    report.lines.append(f"split ravi: {counts} classes (train / val / test) x {RAVI_PER_CLASS} images; "
+                        f"CSV md5 {'ok' if not report.problems else 'WRONG'}")
+    files = [f for classes in parts.values() for names in classes.values() for f in names]
+    _, missing, total = missing_images(images, parts)
+    report.lines.append(f"images present: {total - len(missing)} of {total}")
+    if not images.is_dir():  # one line, not 60,000: the usual case is "no images at all"
+        report.problems.append(Problem(images, f"missing: no such folder ({total} JPEGs expected in it)"))
+    elif missing:
+        report.problems += [Problem(p, "missing") for p in missing]
+    else:
+        report.problems += verify_images(images, files)
+        report.lines.append(f"decoded: {total - len(report.problems)} of {total} images readable")
+    report.fix = fix_hint(images)
+    return report
+
+
+def where(root: Path) -> Report:
+    """Where the Mini-ImageNet images are expected and why they are not downloadable."""
+    images = find_images(root)
+    lines = [f"looked for (first match wins): {', '.join(str(d) for d in image_dirs(root))}",
+             f"{images}/n0153282900000005.jpg ... (60000 JPEGs named as in the CSVs)   "
+             f"[{'folder found' if images.is_dir() else 'missing'}]",
+             f"split CSVs (committed): {RAVI_DIR}/{{train,val,test}}.csv",
+             "download: none (ImageNet's terms); " + fix_hint(images),
+             f"cache: {cache_dir() / 'miniimagenet'}/ravi-<part>-<size>px-<key>.pt"]
+    return Report("miniimagenet", lines)
+
+
+def prepare(root: Path, download: bool, specs: list[dict[str, Any]]) -> Report:
+    """Decode the Ravi split into the cache at every size the benchmarks `specs` use."""
+    report = Report("miniimagenet")
+    if download:
+        report.lines.append("--download: Mini-ImageNet cannot be downloaded (ImageNet's terms); nothing fetched")
+    for size in sorted({int(s.get("image_size") or DEFAULT_SIZE) for s in specs}) or [DEFAULT_SIZE]:
+        start = time.perf_counter()
+        splits = load_splits({"split": "ravi", "image_size": size}, root, cache_dir())
+        shapes = ", ".join(f"{p} {list(s.images.shape)}" for p, s in splits.items())
+        report.lines.append(f"{size}px: {shapes} ready in {time.perf_counter() - start:.1f} s")
+    return report
+
+
+def open_source(spec: dict[str, Any], root: Path, cache: Path) -> ClassificationSource:
+    return ClassificationSource(spec, load_splits(spec, root, cache))
+
+
+DATASET = Dataset(
+    name="miniimagenet", kind="classification", open=open_source,
+    help="miniimagenet: 100 ImageNet classes x 600 images, Ravi & Larochelle split; images not downloadable",
+    fields=dict(CLASSIFICATION_FIELDS), required=CLASSIFICATION_REQUIRED, ranges=CLASSIFICATION_RANGES,
+    check=check, where=where, prepare=prepare, split_sizes=split_sizes)

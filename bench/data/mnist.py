@@ -29,15 +29,26 @@ from typing import Any
 import torch
 
 from algorithms.base import BatchRequest, OptimizeeBatch, OptimizeeProblem, ProblemSpec
-from bench.data import DataError
-from bench.data._files import verified_md5
-from bench.episodes import EpisodeDigest, frozen_generator
+from bench.data._files import Problem, md5sum, verified_md5
+from bench.data.base import DataError, Dataset, Report, Resource, cache_dir
+from bench.episodes import frozen_generator
 
 PROBLEM_KEYS = {"hidden", "activation", "batch_size", "horizon", "init_std"}
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000)}
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+# The four files (LeCun & Cortes) in torchvision's layout: (file, md5 of the .gz as in
+# torchvision.datasets.MNIST.resources, md5 of the uncompressed file, IDX magic number, items). The uncompressed
+# md5s are those of the official files.
+MNIST_FILES = [
+    ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb", 2051, 60000),
+    ("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624", 2049, 60000),
+    ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea", 2051, 10000),
+    ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", 2049, 10000),
+]
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
+DOWNLOAD_COMMAND = "metabench data prepare mnist --download"
 
 _LOADED: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
 _LOCK = threading.Lock()
@@ -47,14 +58,22 @@ _LOCK = threading.Lock()
 # files
 
 
+def mnist_dirs(root: Path) -> list[Path]:
+    """torchvision's `MNIST/raw` under R/mnist (one folder per dataset) or under R itself (a torchvision root)."""
+    return [Path(root) / "mnist" / "MNIST" / "raw", Path(root) / "MNIST" / "raw"]
+
+
+def find_mnist(root: Path) -> Path:
+    """The first existing MNIST raw folder; the default place when there is none."""
+    return next((d for d in mnist_dirs(root) if d.is_dir()), mnist_dirs(root)[0])
+
+
 def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int,
               cache: Path | None = None) -> tuple[bytes | None, str]:
     """The payload of one IDX file (uncompressed preferred, else .gz), or None and what is wrong. The file's md5
     is checked against the official one first (once per file version: bench.data._files.verified_md5): a file
     with flipped bytes but a valid header and size was once used silently, and its test runs even kept the same
     digest."""
-    from bench.datacheck import MNIST_FILES
-
     md5 = {entry[0]: (entry[2], entry[1]) for entry in MNIST_FILES}[name]  # (uncompressed, .gz)
     for path, opener, want in ((raw / name, open, md5[0]), (raw / f"{name}.gz", gzip.open, md5[1])):
         if not path.is_file():
@@ -80,8 +99,6 @@ def _read_idx(raw: Path, name: str, magic: int, items: int, item_bytes: int,
 
 def available(root: Path) -> bool:
     """Whether the four IDX files (plain or .gz) are in one of the places load_mnist looks."""
-    from bench.datacheck import find_mnist
-
     raw = find_mnist(Path(root))
     names = [n for images, labels, _ in SPLIT_FILES.values() for n in (images, labels)]
     return all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n in names)
@@ -90,9 +107,6 @@ def available(root: Path) -> bool:
 def load_mnist(root: Path, cache: Path | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{"train": (images uint8 [60000, 784], labels int64), "test": (... [10000, 784], ...)}, read once per
     process, each file's md5 verified (remembered in `cache`, default $METABENCH_CACHE)."""
-    from bench.data import cache_dir
-    from bench.datacheck import MNIST_URL, find_mnist, mnist_dirs
-
     cache = Path(cache) if cache is not None else cache_dir()
     raw = find_mnist(Path(root))
     key = str(raw.resolve()) if raw.exists() else str(raw)
@@ -110,7 +124,7 @@ def load_mnist(root: Path, cache: Path | None = None) -> dict[str, tuple[torch.T
         if problems:
             looked = " or ".join(str(d) for d in mnist_dirs(Path(root)))
             raise DataError(f"mnist: {len(problems)} of 4 files missing or corrupt: {'; '.join(problems)} "
-                            f"(looked in {looked}). Fix: `metabench data prepare mnist --download` (torchvision's "
+                            f"(looked in {looked}). Fix: `{DOWNLOAD_COMMAND}` (torchvision's "
                             f"md5-checked download from {MNIST_URL}), or copy the four official IDX files there; "
                             f"`metabench data check mnist` verifies them")
         _LOADED[key] = out
@@ -132,7 +146,7 @@ class ProblemConfig:
     init_std: float
 
     @classmethod
-    def from_spec(cls, values: dict[str, Any], defaults: dict[str, Any], where: str) -> "ProblemConfig":
+    def from_spec(cls, values: dict[str, Any], defaults: dict[str, Any], where: str) -> ProblemConfig:
         unknown = set(values) - PROBLEM_KEYS
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
@@ -175,7 +189,7 @@ class MnistOptimizees:
 
     def training_key(self) -> dict[str, Any]:
         """What meta-training sees: the base problem on the training images. The five MNIST benchmarks share it,
-        so a run meta-trains each learned optimizer once and tests it on all of them (bench.runner)."""
+        so a run meta-trains each learned optimizer once and tests it on all of them (bench.cell)."""
         return {"dataset": "mnist", "images": "train", "train_problem": self.train_problem.key()}
 
     def problem(self) -> ProblemSpec:
@@ -221,26 +235,115 @@ class MnistOptimizees:
         run.info["run"] = index
         return run
 
-    def evaluate(self, cell, learner, device, result) -> str:
-        """Run the learner's `optimize` on every frozen test run; loss@T, final_loss and auc per run."""
-        hasher = EpisodeDigest()
-        base = {"benchmark": cell.benchmark, "algorithm": cell.algorithm, "seed": cell.seed}
-        for i in range(int(cell.budget["test_episodes"])):
-            run = self.test_episode(i, cell.spec["eval_seed"])
-            hasher.update(run)
-            curve = learner.optimize(run.to(device), run.horizon)
-            curve = torch.as_tensor(curve).detach().double().cpu().reshape(-1)
-            if curve.numel() != run.horizon + 1:
-                raise ValueError(f"{cell.algorithm}.optimize returned {curve.numel()} losses for a "
-                                 f"{run.horizon}-step run; expected loss@0..loss@{run.horizon}")
-            values = curve.tolist()
-            for step, value in enumerate(values):
-                result.episodes.append({**base, "episode": i, "metric": f"loss@{step}", "value": value})
-            result.episodes.append({**base, "episode": i, "metric": "final_loss", "value": values[-1]})
-            auc = sum(values) / len(values)  # a diverged run (inf/nan) shows in the mean instead of hiding
-            result.episodes.append({**base, "episode": i, "metric": "auc", "value": auc})
-        return hasher.hexdigest()
-
 
 def open_source(spec: dict[str, Any], data_root: Path, cache_dir: Path | None = None) -> MnistOptimizees:
     return MnistOptimizees(spec, load_mnist(Path(data_root), cache_dir))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# benchmarks.yaml schema and `metabench data check|where|prepare mnist`
+
+# learned-optimizer benchmarks: the optimizee MLP (hidden sizes, activation), minibatch size, steps per run,
+# θ_0 std; train_problem: the same keys for the base problem optimizers are meta-trained on; test_images:
+# the MNIST split ("test" or "train") the frozen test runs draw minibatches from
+PROBLEM_FIELDS = {"hidden": "list[int]", "activation": "str", "batch_size": "int", "horizon": "int",
+                  "init_std": "float"}
+RANGES = {"batch_size": (1, 2**31 - 1), "horizon": (1, 2**31 - 1), "init_std": (0, None), "hidden": (1, 1_000_000)}
+
+
+def validate(checker, where: str, spec: dict[str, Any]) -> None:
+    """The optimizee keys of the benchmark and of its train_problem (which the flat schema cannot type)."""
+    for sub, node in ((where, spec), (f"{where}.train_problem", spec.get("train_problem"))):
+        if node is None:
+            continue
+        if sub != where:
+            checker.keys(node, PROBLEM_FIELDS, sub, "optimizee key", RANGES)
+        if node.get("activation") not in (None, *ACTIVATIONS):
+            checker.fail(f"{sub}.activation", f"{node['activation']!r} is not one of {', '.join(ACTIVATIONS)}")
+        if node.get("hidden") == []:
+            checker.fail(f"{sub}.hidden", "empty; give at least one hidden layer size")
+    if spec.get("test_images", "test") not in SPLIT_FILES:
+        checker.fail(f"{where}.test_images", f"{spec['test_images']!r} is not 'test' or 'train'")
+
+
+def _idx_items(header: bytes, magic: int) -> int | None:
+    """The item count of an IDX header, or None when the magic number is wrong."""
+    if len(header) < 8:
+        return None
+    found, items = struct.unpack(">II", header[:8])
+    return items if found == magic else None
+
+
+def _check_file(raw: Path, name: str, gz_md5: str, raw_md5: str, magic: int,
+                items: int) -> tuple[str, list[Problem]]:
+    """One IDX file: the .gz and/or uncompressed copy, md5 and header item count of each present."""
+    gz, plain = raw / f"{name}.gz", raw / name
+    if not gz.is_file() and not plain.is_file():
+        return f"{name}: missing", [Problem(gz, f"missing (and no uncompressed {name} beside it)")]
+    problems, notes = [], []
+    for path, want, opener in ((gz, gz_md5, gzip.open), (plain, raw_md5, open)):
+        if not path.is_file():
+            continue
+        actual = md5sum(path)
+        if actual != want:
+            problems.append(Problem(path, f"md5 {actual}, expected {want}"))
+            continue
+        with opener(path, "rb") as f:
+            count = _idx_items(f.read(8), magic)
+        if count != items:
+            problems.append(Problem(path, f"IDX header says {count} items, expected {items}"))
+        notes.append(f"{path.name} md5 ok")
+    if not plain.is_file():
+        notes.append(f"no uncompressed copy: torchvision reads {name}; `gunzip -k {gz}`")
+    return f"{name}: {items} items; " + ", ".join(notes), problems
+
+
+def check(root: Path) -> Report:
+    """md5 and IDX header of each of the four files (.gz and uncompressed, whichever are there)."""
+    raw = find_mnist(root)
+    report = Report("mnist", [f"folder: {raw}"])
+    for name, gz_md5, raw_md5, magic, items in MNIST_FILES:
+        line, problems = _check_file(raw, name, gz_md5, raw_md5, magic, items)
+        report.lines.append(line)
+        report.problems += problems
+    report.fix = (f"run `{DOWNLOAD_COMMAND}` (torchvision's MNIST download from {MNIST_URL}, "
+                  f"md5-checked), or put the four IDX files (.gz and/or uncompressed) in {raw}")
+    return report
+
+
+def where(root: Path) -> Report:
+    """Where the MNIST files are expected."""
+    raw = find_mnist(root)
+    lines = [f"looked for (first match wins): {', '.join(str(d) for d in mnist_dirs(root))}"]
+    for name, *_ in MNIST_FILES:
+        found = (raw / name).is_file() or (raw / f"{name}.gz").is_file()
+        lines.append(f"{raw / name}[.gz]   [{'found' if found else 'missing'}]")
+    lines.append(f"download: {MNIST_URL} with `{DOWNLOAD_COMMAND}`")
+    return Report("mnist", lines)
+
+
+def prepare(root: Path, download: bool, specs: list[dict[str, Any]]) -> Report:
+    """Download through torchvision when asked, then check (MNIST is read from its IDX files: nothing to decode)."""
+    if download:
+        from torchvision.datasets import MNIST  # optional: only the download needs torchvision
+
+        target = find_mnist(root).parent.parent  # torchvision adds MNIST/raw itself
+        try:
+            for train in (True, False):
+                MNIST(str(target), train=train, download=True)
+        except Exception as exc:  # noqa: BLE001 - network and disk errors alike: say where and what to do
+            raise DataError(f"mnist: download into {target / 'MNIST' / 'raw'} failed ({type(exc).__name__}: "
+                            f"{exc}); fetch the four files from {MNIST_URL} by hand") from exc
+    report = check(root)
+    report.lines.append("nothing to decode: MNIST is read from its IDX files directly")
+    return report
+
+
+DATASET = Dataset(
+    name="mnist", kind="optimizer", open=open_source, validate=validate,
+    help="mnist: the four MNIST IDX files, optimizee data for learned-optimizer benchmarks; downloadable",
+    fields={**PROBLEM_FIELDS, "train_problem": "dict", "test_images": "str"},
+    required=("hidden", "activation", "batch_size", "horizon"), ranges=RANGES,
+    files=tuple(Resource(f"mnist/MNIST/raw/{name}.gz", gz_md5, f"{MNIST_URL}{name}.gz")
+                for name, gz_md5, *_ in MNIST_FILES),
+    fix=f"run `{DOWNLOAD_COMMAND}`", check=check, where=where, prepare=prepare)

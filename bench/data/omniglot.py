@@ -30,6 +30,7 @@ import json
 import os
 import re
 import threading
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,9 +42,28 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bench.data import DataError, ImageSplit
-from bench.data._files import (Problem, load_cached, md5sum, problem_summary, save_atomic, settings_key,
-                               stat_fingerprint, worker_count)
+from bench.data._files import (
+    Problem,
+    load_cached,
+    md5sum,
+    problem_summary,
+    save_atomic,
+    settings_key,
+    stat_fingerprint,
+    worker_count,
+)
+from bench.data.base import (
+    CLASSIFICATION_FIELDS,
+    CLASSIFICATION_RANGES,
+    CLASSIFICATION_REQUIRED,
+    DataError,
+    Dataset,
+    ImageSplit,
+    Report,
+    Resource,
+    cache_dir,
+)
+from bench.episodes import ClassificationSource, WithinAlphabetSource
 
 SETS = ("images_background", "images_evaluation")
 # torchvision.datasets.Omniglot's download_url_prefix and zips_md5 (tests check they still agree).
@@ -83,6 +103,17 @@ class Character:
         return f"{self.set}/{self.name}/{self.id:04d}_{drawer + 1:02d}.png"
 
 
+_FILE_RE = re.compile(r"(?:^|/)(\d{4})_(\d{2})\.png$")  # CCCC_DD.png: character id, drawer
+
+
+def drawer_of(path: str) -> int:
+    """The drawer (1-20) of an Omniglot image from its file name CCCC_DD.png (DD: who drew it)."""
+    match = _FILE_RE.search(path)
+    if not match:
+        raise DataError(f"omniglot: {path!r} is not named <character id>_<drawer>.png")
+    return int(match.group(2))
+
+
 class Manifest:
     """The committed list of expected characters and image checksums (bench/data/splits/omniglot_files.json)."""
 
@@ -95,7 +126,7 @@ class Manifest:
                 self.characters.append(Character(entry["set"], entry["name"], i + 1, entry["first_id"] + i, digests))
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "Manifest":
+    def load(cls, path: str | os.PathLike | None = None) -> Manifest:
         """Read a manifest file (default: the committed one); its sha256 goes into the cache key."""
         text = Path(path or MANIFEST).read_text()
         return cls(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
@@ -383,15 +414,18 @@ def read_split(split: str, manifest: Manifest) -> dict[str, list[str]]:
     known, seen, parts = set(manifest.names), set(), {}
     for part in SPLIT_PARTS:
         names = data[part]
+        # "val_in_train": validation characters also train (a split whose train part is a whole set, e.g. lake)
+        in_train = part == "val" and data.get("val_in_train") is True
         if len(names) != data["counts"][part]:
             raise DataError(f"{path}: {part} lists {len(names)} characters but counts.{part} says "
                             f"{data['counts'][part]}; regenerate it with bench/data/splits/make_omniglot_splits.py")
         unknown = [n for n in names if n not in known]
         if unknown:
             raise DataError(f"{path}: {len(unknown)} {part} characters are not in Omniglot, e.g. {unknown[0]!r}")
-        twice = seen.intersection(names)
+        twice = set(names) - set(parts["train"]) if in_train else seen.intersection(names)
         if twice:
-            raise DataError(f"{path}: {len(twice)} characters are in two parts, e.g. {sorted(twice)[0]!r}")
+            where = "not in train, though val_in_train says so" if in_train else "in two parts"
+            raise DataError(f"{path}: {len(twice)} characters are {where}, e.g. {sorted(twice)[0]!r}")
         seen.update(names)
         parts[part] = list(names)
     return parts
@@ -426,13 +460,18 @@ def load_splits(spec: dict[str, Any], root: Path, cache: Path, *,
     parts = read_split(str(spec.get("split") or "vinyals"), man)
     images = load_images(Path(root), Path(cache), size, man)
     index = {name: i for i, name in enumerate(man.names)}
+    # who drew each image, read from its file name (drawing d of a character is not assumed to be drawer d + 1)
+    drawers = torch.tensor([[drawer_of(c.relpath(d)) for d in range(DRAWERS)] for c in man.characters])
     splits = {}
     for part, names in parts.items():
-        split = with_rotations(images[torch.tensor([index[n] for n in names])], names, angles)
+        rows = torch.tensor([index[n] for n in names], dtype=torch.long)
+        split = with_rotations(images[rows], names, angles)
         if split.num_classes != len(names) * len(angles) or split.per_class != DRAWERS:
             raise DataError(f"omniglot: the {part} split has {split.num_classes} classes x {split.per_class}, "
                             f"expected {len(names) * len(angles)} x {DRAWERS}")
-        splits[part] = split
+        # a rotated copy keeps its character's alphabet and drawers (with_rotations puts angles innermost)
+        splits[part] = ImageSplit(split.images, split.class_names, [n.split("/")[0] for n in split.class_names],
+                                  drawers[rows].repeat_interleave(len(angles), dim=0))
     return splits
 
 
@@ -478,8 +517,123 @@ def unexpected_files(files: OmniglotFiles, manifest: Manifest) -> int:
     """How many PNG-like files in the extracted folders are not in the manifest (reported, not an error)."""
     expected = {c.relpath(d) for c in manifest.characters if c.set in files.folders for d in range(DRAWERS)}
     found = 0
-    for s, folder in files.folders.items():
+    for _, folder in files.folders.items():
         for dirpath, _, names in os.walk(folder):
             rel = Path(dirpath).relative_to(files.base).as_posix()
             found += sum(1 for n in names if _ID_RE.match(n) and f"{rel}/{n}" not in expected)
     return found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `metabench data check|where|prepare omniglot`
+
+
+def _counts(files: OmniglotFiles, manifest: Manifest, absent: set[str]) -> list[str]:
+    """Per set: alphabets, characters and images found (an image counts when its file is not missing)."""
+    lines, total = [], [set(), set(), 0]
+    for s in SETS:
+        chars = [c for c in manifest.characters if c.set == s]
+        present = s in files.folders or s in files.zips
+        found = [(c, d) for c in chars for d in range(DRAWERS) if present and files.location(c, d) not in absent]
+        alphabets = {c.alphabet for c, _ in found}
+        characters = {c.name for c, _ in found}
+        lines.append(f"{s}: {len(alphabets)} alphabets, {len(characters)} characters, {len(found)} images "
+                     f"(expected {len({c.alphabet for c in chars})}, {len(chars)}, {len(chars) * DRAWERS})")
+        total[0] |= alphabets
+        total[1] |= characters
+        total[2] += len(found)
+    lines.append(f"total: {len(total[0])} alphabets, {len(total[1])} characters, {total[2]} images")
+    return lines
+
+
+def _split_lines(manifest: Manifest, rotations: int = 4) -> list[str]:
+    """Characters and classes per part of each committed split (counts checked on reading); a split file may
+    name the rotations its protocol uses (lake: none), else `rotations`."""
+    lines = []
+    for name in available_splits():
+        parts = read_split(name, manifest)  # raises DataError on a count mismatch
+        data = json.loads(split_file(name).read_text())
+        angles = len(data.get("rotations") or [None] * rotations)
+        chars = " / ".join(str(len(parts[p])) for p in SPLIT_PARTS)
+        classes = " / ".join(str(len(parts[p]) * angles) for p in SPLIT_PARTS)
+        val = ", val drawn from train" if data.get("val_in_train") else ""
+        lines.append(f"split {name}: {chars} characters (train / val / test{val}); {classes} classes with "
+                     + (f"{angles} rotations" if angles > 1 else "no rotations"))
+    return lines
+
+
+def check(root: Path, manifest: str | os.PathLike | None = None) -> Report:
+    """Every expected PNG present with the committed pixel checksum (or read from an md5-checked zip)."""
+    man = Manifest.load(manifest)
+    files = OmniglotFiles(find_base(root))
+    report = Report("omniglot", [f"source: {files.describe()}"])
+    try:
+        bad_zips = {str(p.path) for p in files.archive_problems()}
+        report.lines += [f"{p.name}: md5 ok ({ZIP_MD5[s]})" for s, p in files.zips.items() if str(p) not in bad_zips]
+        _, report.problems = scan(files, man)
+        absent = {str(p.path) for p in report.problems if p.what == "missing"}
+        report.lines += _counts(files, man, absent)
+        if not files.absent_sets() and not bad_zips:
+            checked = man.images - len(absent)
+            corrupt = sum(p.what != "missing" for p in report.problems)
+            report.lines.append(f"pixel checksums: {checked - corrupt} of {checked} images match")
+        extra = unexpected_files(files, man)
+        if extra:
+            report.lines.append(f"note: {extra} PNG files not in the manifest were ignored")
+        report.lines += _split_lines(man)
+    finally:
+        files.close()
+    report.fix = fix_hint(files.base, report.problems)
+    return report
+
+
+def where(root: Path) -> Report:
+    """Where the Omniglot files are expected and where they come from."""
+    base = find_base(root)
+    lines = [f"looked for (first match wins): {', '.join(str(b) for b in candidate_bases(root))}"]
+    for s in SETS:
+        state = "folder" if (base / s).is_dir() else "zip" if (base / f"{s}.zip").is_file() else "missing"
+        lines.append(f"{base / s}/<Alphabet>/characterNN/CCCC_DD.png  or  {base / s}.zip   [{state}]")
+    lines.append(f"download: {URL_PREFIX}/<set>.zip (md5 {', '.join(ZIP_MD5.values())}), with `{DOWNLOAD_COMMAND}`")
+    lines.append(f"cache: {cache_dir() / 'omniglot'}/omniglot-<size>px-<key>.pt")
+    return Report("omniglot", lines)
+
+
+def prepare(root: Path, download_missing: bool, specs: list[dict[str, Any]]) -> Report:
+    """Download when asked, then decode into the cache at every size the benchmarks `specs` use."""
+    report = Report("omniglot")
+    if download_missing:
+        report.lines += download(root) or ["nothing to download: both sets are there"]
+    for size in sorted({int(s.get("image_size") or DEFAULT_SIZE) for s in specs}) or [DEFAULT_SIZE]:
+        start = time.perf_counter()
+        images = load_images(root, cache_dir(), size)
+        report.lines.append(f"{size}px: uint8 {list(images.shape)} ready in {time.perf_counter() - start:.1f} s "
+                            f"(cache: {cache_dir() / 'omniglot'})")
+    return report
+
+
+TEST_PROTOCOLS = (None, "lake")  # null: N classes from anywhere in the test split; lake: see WithinAlphabetSource
+
+
+def open_source(spec: dict[str, Any], root: Path, cache: Path) -> ClassificationSource:
+    source = WithinAlphabetSource if spec.get("test_protocol") == "lake" else ClassificationSource
+    return source(spec, load_splits(spec, root, cache))
+
+
+def validate(checker, keypath: str, spec: dict[str, Any]) -> None:
+    """test_protocol names a protocol open_source knows."""
+    if spec.get("test_protocol") not in TEST_PROTOCOLS:
+        checker.fail(f"{keypath}.test_protocol", f"{spec['test_protocol']!r} is not a test protocol; use null "
+                                                 f"(classes from anywhere) or lake (Lake et al.'s within-alphabet "
+                                                 f"runs, support and query by different drawers)")
+
+
+DATASET = Dataset(
+    name="omniglot", kind="classification", open=open_source,
+    help="omniglot: 1,623 handwritten characters x 20 drawers (Lake et al. 2015); downloadable",
+    # rotations: extra classes made by rotating every character by these angles (degrees); test_protocol: how
+    # frozen test episodes are drawn (TEST_PROTOCOLS)
+    fields={**CLASSIFICATION_FIELDS, "rotations": "list[int]", "test_protocol": "str|null"},
+    required=CLASSIFICATION_REQUIRED, ranges=CLASSIFICATION_RANGES, validate=validate,
+    files=tuple(Resource(f"omniglot/omniglot-py/{s}.zip", ZIP_MD5[s], f"{URL_PREFIX}/{s}.zip") for s in SETS),
+    fix=f"run `{DOWNLOAD_COMMAND}`", check=check, where=where, prepare=prepare, split_sizes=split_sizes)

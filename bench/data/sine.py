@@ -7,7 +7,10 @@ from typing import Any
 import torch
 
 from algorithms.base import BatchRequest, Episode, EpisodeBatch, ProblemSpec
+from bench.data.base import INT_MAX, Dataset
 from bench.episodes import frozen_generator
+
+PAIR_FIELDS = ("amplitude", "phase", "x_range")  # [low, high] ranges of the uniform draws
 
 
 class SineTasks:
@@ -71,3 +74,20 @@ class SineTasks:
 
 def open_source(spec: dict[str, Any], data_root=None, cache_dir=None) -> SineTasks:
     return SineTasks(spec)
+
+
+def validate(checker, where: str, spec: dict[str, Any]) -> None:
+    """Each range a finite [low, high] with low <= high (torch.rand would silently flip or overflow otherwise)."""
+    for key in PAIR_FIELDS:
+        pair = spec.get(key)
+        if pair is not None and (len(pair) != 2 or pair[0] > pair[1] or any(abs(x) == float("inf") for x in pair)):
+            checker.fail(f"{where}.{key}", f"expected [low, high] with finite low <= high, got {pair!r}")
+
+
+DATASET = Dataset(
+    name="sine", kind="regression", open=open_source, validate=validate,
+    help="sine: generated sine-wave regression tasks (Finn et al. 2017); no files",
+    fields={"shots": "int", "train_query": "int", "test_query": "int", "amplitude": "list[float]",
+            "phase": "list[float]", "x_range": "list[float]", "eval_steps": "int"},
+    required=("shots", "train_query", "test_query", "amplitude", "phase", "x_range", "eval_steps"),
+    ranges={"shots": (1, INT_MAX), "test_query": (1, INT_MAX), "train_query": (1, INT_MAX), "eval_steps": (0, 10_000)})

@@ -81,7 +81,8 @@ def command(args) -> int:
     from bench.db.backend import Database
 
     with Database(args.db) as db:
-        return {"add": cmd_add, "ls": cmd_ls, "history": cmd_history, "regressions": cmd_regressions}[args.db_command](db, args)
+        commands = {"add": cmd_add, "ls": cmd_ls, "history": cmd_history, "regressions": cmd_regressions}
+        return commands[args.db_command](db, args)
 
 
 def cmd_add(db, args) -> int:
@@ -108,7 +109,8 @@ def cmd_ls(db, args) -> int:
         print(json.dumps([{**r, "dirty": None if r["dirty"] is None else bool(r["dirty"])} for r in rows], indent=1))
         return EXIT_OK
     _print_table([(r["run_id"], r["suite"] or "", r["profile"] or "", short(r["commit_sha"], bool(r["dirty"])),
-                   (r["commit_date"] or "")[:10], (r["started"] or "")[:19], f"{r['ok']}/{r['cells']}", r["source_path"])
+                   (r["commit_date"] or "")[:10], (r["started"] or "")[:19], f"{r['ok']}/{r['cells']}",
+                   r["source_path"])
                   for r in rows], ("run", "suite", "profile", "commit", "commit date", "started", "ok", "from"))
     print(f"metabench: db: {len(rows)} run(s) in {db.location}", file=sys.stderr)
     return EXIT_OK
@@ -123,7 +125,8 @@ def cmd_history(db, args) -> int:
               if args.profile is None or k[2] == args.profile}
     if not series:
         known = db.rows("SELECT DISTINCT benchmark, algorithm FROM cells ORDER BY benchmark, algorithm")
-        hint = ", ".join(f"{r['benchmark']}/{r['algorithm']}" for r in known[:12]) or "none: run `metabench db add` first"
+        hint = ", ".join(f"{r['benchmark']}/{r['algorithm']}" for r in known[:12]) or \
+            "none: run `metabench db add` first"
         raise UserError(f"no runs of {args.benchmark}/{args.algorithm}"
                         f"{' with profile ' + args.profile if args.profile else ''} in {db.location}; stored: {hint}")
     if args.format == "json":
@@ -152,11 +155,12 @@ def cmd_regressions(db, args) -> int:
         _print_table([(p.benchmark, p.algorithm, p.profile, p.metric, p.baseline_commit or "", p.version,
                        _fmt(p.mean, ".4g"), _fmt(p.delta, "+.3g"), _fmt(p.rel, "+.1%"), _fmt(p.p, ".2g"),
                        "FAILED" if p.verdict == "failed" else "REGRESSION") for p in bad],
-                     ("benchmark", "algorithm", "profile", "metric", "from", "to", "mean", "delta", "rel", "p", "verdict"))
+                     ("benchmark", "algorithm", "profile", "metric", "from", "to", "mean", "delta", "rel", "p",
+                      "verdict"))
     for p in bad:
+        change = "failed" if p.verdict == "failed" else f"{p.delta:+.3g} ({p.rel:+.1%}), p={p.p:.2g}"
         print(f"metabench: regression: {p.benchmark}/{p.algorithm} (profile {p.profile}) {p.metric} at {p.version} "
-              f"vs {p.baseline_commit}: {'failed' if p.verdict == 'failed' else f'{p.delta:+.3g} ({p.rel:+.1%}), p={p.p:.2g}'}",
-              file=sys.stderr)
+              f"vs {p.baseline_commit}: {change}", file=sys.stderr)
     if not getattr(args, "quiet", False):
         print(f"metabench: db regressions: {compared} paired comparison(s) with the previous version, {len(bad)} "
               f"regression(s){' since ' + args.since if args.since else ''}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cli import UserError
@@ -86,7 +86,8 @@ def sqlite_path(url: str) -> Path:
     if url.startswith("sqlite:///"):
         rest = url[len("sqlite:///"):]
     elif url.startswith("sqlite:"):
-        raise UserError(f"database URL {url!r}: write sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite")
+        raise UserError(f"database URL {url!r}: write sqlite:///relative/path.sqlite or "
+                        f"sqlite:////absolute/path.sqlite")
     else:
         rest = url
     if not rest or rest == ":memory:":
@@ -172,7 +173,8 @@ class Database:
                 for row in rows:
                     copy.write_row(row)
         else:
-            self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+            marks = ", ".join("?" * len(columns))
+            self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def rows(self, sql: str, params=()) -> list[dict]:
         cur = self.execute(sql, params)
@@ -227,4 +229,4 @@ def short(commit: str | None, dirty: bool) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

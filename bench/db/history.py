@@ -13,9 +13,10 @@ Runs stored without episodes.csv still appear in the history; they are just not 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from bench import stats
 from bench.cli import UserError
 from bench.compare import compare_values
 from bench.db.backend import Database, short
-from bench.report import headline_metric, higher_is_better
+from bench.metrics import Headlines, direction_word  # noqa: F401  (bench.site words directions through here)
 
 ALPHA = 0.05
 
@@ -56,6 +57,7 @@ class Point:
     rel: float = math.nan
     baseline_commit: str | None = None
     note: str = ""
+    higher_is_better: bool | None = None  # the benchmark's declaration (bench.metrics), for the verdict
 
     @property
     def version(self) -> str:
@@ -96,13 +98,29 @@ def summary_frame(db: Database, benchmark: str | None = None, algorithm: str | N
     return frame
 
 
-def headline_by_benchmark(frame: pd.DataFrame) -> dict[str, str | None]:
-    return {b: headline_metric(g["metric"].unique()) for b, g in frame.groupby("benchmark", sort=False)}
+def stored_headlines(db: Database) -> Headlines:
+    """Each benchmark's declared metric from the specs its stored cells ran with (the latest stored cell wins),
+    falling back to the shipped benchmarks.yaml for runs stored before specs declared one."""
+    specs = {}
+    for row in db.rows("SELECT benchmark, config FROM cells ORDER BY id"):
+        try:
+            spec = (json.loads(row["config"] or "null") or {}).get("spec")
+        except (ValueError, AttributeError):
+            spec = None  # a cell stored without a readable configuration: the shipped one decides
+        if isinstance(spec, dict):
+            specs[row["benchmark"]] = spec
+    return Headlines(specs)
 
 
-def series_points(frame: pd.DataFrame) -> dict[tuple[str, str, str], list[Point]]:
+def headline_by_benchmark(frame: pd.DataFrame, headlines: Headlines | None = None) -> dict[str, str | None]:
+    headlines = headlines or Headlines()
+    return {b: headlines.headline(b, g["metric"].unique()) for b, g in frame.groupby("benchmark", sort=False)}
+
+
+def series_points(frame: pd.DataFrame, headlines: Headlines | None = None) -> dict[tuple[str, str, str], list[Point]]:
     """(benchmark, algorithm, profile) -> its points in commit order, each aggregated over its runs."""
-    heads = headline_by_benchmark(frame)
+    headlines = headlines or Headlines()
+    heads = headline_by_benchmark(frame, headlines)
     out: dict[tuple, list[Point]] = {}
     for (bench, algo, profile), group in frame.groupby(["benchmark", "algorithm", "profile"], sort=True):
         head = heads.get(bench)
@@ -112,13 +130,15 @@ def series_points(frame: pd.DataFrame) -> dict[tuple[str, str, str], list[Point]
             point = Point(bench, algo, profile, head or "", commit or None, bool(dirty),
                           commit_date=min(version["commit_date"]) if (version["commit_date"] != "").any() else "",
                           started=min(version["started"]), runs=sorted(version["run_id"].unique()),
-                          status="ok" if len(ok) else "failed")
+                          status="ok" if len(ok) else "failed", higher_is_better=headlines.higher_is_better(bench))
             if len(ok) == 1:
                 row = ok.iloc[0]
-                point.mean, point.ci95, point.n, point.ci_method = row["mean"], row["ci95"], int(row["n"] or 0), row["ci_method"]
+                point.mean, point.ci95 = row["mean"], row["ci95"]
+                point.n, point.ci_method = int(row["n"] or 0), row["ci_method"]
             elif len(ok) > 1:
                 pooled = stats.across_seeds(ok.assign(seed=ok["run_id"] + ":" + ok["seed"])).iloc[0]
-                point.mean, point.ci95, point.n, point.ci_method = pooled["mean"], pooled["ci95"], int(pooled["n"]), "t-seeds"
+                point.mean, point.ci95 = pooled["mean"], pooled["ci95"]
+                point.n, point.ci_method = int(pooled["n"]), "t-seeds"
             if len(ok):
                 point.meta_iters = int(ok["meta_iters"].max()) if ok["meta_iters"].notna().any() else None
                 point.train_seconds = float(ok["train_seconds"].mean())
@@ -135,7 +155,8 @@ def _episode_values(db: Database, cells: list[int], metric: str) -> pd.DataFrame
     if not cells:
         return pd.DataFrame(columns=["cell", "episode", "value"])
     marks = ", ".join("?" * len(cells))
-    rows = db.rows(f"SELECT cell, episode, value FROM episodes WHERE metric = ? AND cell IN ({marks})", [metric, *cells])
+    rows = db.rows(f"SELECT cell, episode, value FROM episodes WHERE metric = ? AND cell IN ({marks})",
+                   [metric, *cells])
     frame = pd.DataFrame(rows, columns=["cell", "episode", "value"])
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     return frame
@@ -188,7 +209,8 @@ def compare_series(db: Database, points: list[Point], alpha: float = ALPHA, min_
                 base = paired(j, digest)
                 if base is None or not base.index.equals(new.index):
                     continue
-                result = compare_values(point.metric, base.to_numpy(float), new.to_numpy(float), alpha, min_delta)
+                result = compare_values(base.to_numpy(float), new.to_numpy(float), alpha, min_delta,
+                                        higher_is_better=point.higher_is_better)
                 point.verdict, point.p = result["verdict"], result["p"]
                 point.delta, point.rel = result["delta"], result["rel"]
                 point.baseline_commit, point.note = points[j].version, ""
@@ -199,7 +221,7 @@ def compare_series(db: Database, points: list[Point], alpha: float = ALPHA, min_
 
 def history(db: Database, benchmark: str | None = None, algorithm: str | None = None,
             alpha: float = ALPHA, min_delta: float | None = None) -> dict[tuple[str, str, str], list[Point]]:
-    series = series_points(summary_frame(db, benchmark, algorithm))
+    series = series_points(summary_frame(db, benchmark, algorithm), stored_headlines(db))
     for points in series.values():
         compare_series(db, points, alpha, min_delta)
     return series
@@ -210,7 +232,7 @@ def _when(text: str) -> datetime | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def since_filter(db: Database, since: str | None):
@@ -219,7 +241,8 @@ def since_filter(db: Database, since: str | None):
         return lambda p: True
     date = _when(since)
     if date is None:
-        found = db.rows("SELECT DISTINCT commit_sha, commit_date FROM runs WHERE commit_sha LIKE ?", (since.lower() + "%",))
+        found = db.rows("SELECT DISTINCT commit_sha, commit_date FROM runs WHERE commit_sha LIKE ?",
+                        (since.lower() + "%",))
         if not found:
             raise UserError(f"--since {since}: neither a date (YYYY-MM-DD) nor a commit of a run in {db.location}; "
                             f"see `metabench db ls`")
@@ -245,11 +268,6 @@ def regressions(db: Database, since: str | None = None, alpha: float = ALPHA,
             if point.regression:
                 bad.append(point)
     return bad, compared
-
-
-def direction_word(metric: str) -> str:
-    hib = higher_is_better(metric)
-    return "higher is better" if hib else ("lower is better" if hib is False else "")
 
 
 def finite(x) -> float | None:

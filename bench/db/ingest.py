@@ -130,12 +130,14 @@ def read_folder(path: Path) -> RunFolder:
         episodes["value"] = pd.to_numeric(episodes["value"], errors="coerce")
         episodes["episode"] = pd.to_numeric(episodes["episode"], errors="coerce")
         if episodes["episode"].isna().any():
-            raise UserError(f"{path / 'episodes.csv'} has a non-numeric episode index; the file was edited: rerun that suite")
+            raise UserError(f"{path / 'episodes.csv'} has a non-numeric episode index; the file was edited: "
+                            f"rerun that suite")
         dup = episodes.duplicated(["benchmark", "algorithm", "seed", "metric", "episode"])
         if dup.any():
             r = episodes[dup].iloc[0]
-            raise UserError(f"{path / 'episodes.csv'}: episode {int(r.episode)} of {r.benchmark}/{r.algorithm}/seed{r.seed} "
-                            f"{r.metric} appears twice; the file was edited or concatenated: rerun that suite")
+            raise UserError(f"{path / 'episodes.csv'}: episode {int(r.episode)} of "
+                            f"{readers.cell_key(r.benchmark, r.algorithm, r.seed)} {r.metric} appears twice; the "
+                            f"file was edited or concatenated: rerun that suite")
     digest = hashlib.sha256()
     for name in ("manifest.json", "summary.csv", "episodes.csv"):
         if (path / name).is_file():
@@ -207,12 +209,12 @@ def store(db: Database, run: RunFolder, replace: bool = False) -> str:
         for cell in m["cells"]:
             key = (cell["benchmark"], cell["algorithm"], str(cell["seed"]))
             if key in cell_ids:
-                raise UserError(f"{run.path / 'manifest.json'}: cell {key[0]}/{key[1]}/seed{key[2]} is listed twice; "
+                raise UserError(f"{run.path / 'manifest.json'}: cell {readers.cell_key(*key)} is listed twice; "
                                 f"the manifest was edited: restore it or rerun the suite")
             cell_ids[key] = db.insert_returning_id(
                 "INSERT INTO cells (run, cell_key, benchmark, algorithm, seed, status, error, config_hash, "
                 "test_episode_digest, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_pk, cell.get("key") or f"{key[0]}/{key[1]}/seed{key[2]}", *key, cell.get("status"),
+                (run_pk, cell.get("key") or readers.cell_key(*key), *key, cell.get("status"),
                  cell.get("error") or "", cell.get("config_hash"), cell.get("test_episode_digest"),
                  json.dumps(cell.get("config"), sort_keys=True, default=str)))
         db.executemany(
@@ -231,8 +233,8 @@ def _store_episodes(db: Database, run: RunFolder, cell_ids: dict[tuple, int]) ->
     unknown = sorted({k for k in keys if k not in cell_ids})
     if unknown:
         b, a, s = unknown[0]
-        raise UserError(f"{run.path / 'episodes.csv'} has rows for {b}/{a}/seed{s}, a cell manifest.json does not "
-                        f"list; the files come from different runs: rerun that suite")
+        raise UserError(f"{run.path / 'episodes.csv'} has rows for {readers.cell_key(b, a, s)}, a cell manifest.json "
+                        f"does not list; the files come from different runs: rerun that suite")
     rows = [(cell_ids[k], m, int(e), _num(v)) for k, m, e, v in
             zip(keys, episodes["metric"], episodes["episode"], episodes["value"])]
     half = len(rows) // 2

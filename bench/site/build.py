@@ -10,7 +10,7 @@ Layout of the output folder:
 
 Which entry a table shows for an algorithm: the latest version (commit) of its (benchmark, algorithm, profile)
 series, several runs of that version pooled — the same point the history chart ends on. Ranking, published
-columns, differences and "inside the published interval" come from bench.report.leaderboard, so the site and
+columns, differences and "inside the published interval" come from bench.leaderboard, so the site and
 `metabench report` agree on every number. Every value is HTML-escaped; the output is byte-stable for a given
 database (no build timestamp), so a rebuild only changes what changed.
 """
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import report
+from bench import leaderboard as lb
 from bench.db.backend import SCHEMA_VERSION, Database, short
-from bench.db.history import Point, compare_series, direction_word, series_points, summary_frame
+from bench.db.history import Point, compare_series, direction_word, series_points, stored_headlines, summary_frame
+from bench.metrics import Headlines
 from bench.rundir import atomic_write_text
 from bench.site.svg import history_chart
 
@@ -84,7 +85,9 @@ def page(title: str, body: list[str], root: str) -> str:
 
 
 def th(label: str, sortable: bool = True) -> str:
-    return f'<th scope="col"><button type="button">{e(label)}</button></th>' if sortable else f'<th scope="col">{e(label)}</th>'
+    if sortable:
+        return f'<th scope="col"><button type="button">{e(label)}</button></th>'
+    return f'<th scope="col">{e(label)}</th>'
 
 
 def td(text, sort=None, cls: str = "", raw: bool = False) -> str:
@@ -115,8 +118,10 @@ def _runs(db: Database) -> dict[str, dict]:
     return runs
 
 
-def boards(frame: pd.DataFrame, series: dict[tuple, list[Point]], published: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+def boards(frame: pd.DataFrame, series: dict[tuple, list[Point]], published: pd.DataFrame,
+           headlines: Headlines | None = None) -> dict[tuple, pd.DataFrame]:
     """(benchmark, profile) -> ranked leaderboard rows of each algorithm's latest version."""
+    headlines = headlines or Headlines()
     out = {}
     latest = {key: next((p for p in reversed(points) if p.status == "ok"), None) for key, points in series.items()}
     versions = dict(iter(frame.assign(_commit=frame["commit_sha"].fillna("")).groupby(
@@ -135,12 +140,14 @@ def boards(frame: pd.DataFrame, series: dict[tuple, list[Point]], published: pd.
         # only the metrics the table shows: optimizer benchmarks record a loss@T per step, and summarising
         # them all would take seconds per table to throw them away
         metrics = [m for m in dict.fromkeys(per_seed["metric"]) if m]
-        keep = set(report.shown_metrics(metrics, set(published.loc[published["benchmark"] == bench, "metric"])))
+        head = headlines.headline(bench, metrics)
+        keep = set(lb.shown_metrics(metrics, set(published.loc[published["benchmark"] == bench, "metric"]), head))
         per_seed = per_seed[per_seed["metric"].isin(keep)]
-        board = report.leaderboard(report.Runs(per_seed=per_seed), published=published)
+        board = lb.leaderboard(lb.Runs(per_seed=per_seed, headlines=headlines), published=published)
         if board.empty:
             continue
-        out[(bench, profile)] = _rank(board, where)
+        out[(bench, profile)] = _rank(board, where, headlines.headline(bench, board["metric"].unique()),
+                                      headlines.higher_is_better(bench))
     return out
 
 
@@ -151,15 +158,16 @@ def _group(latest: dict) -> list[tuple[tuple[str, str], list[tuple]]]:
     return sorted(groups.items())
 
 
-def _rank(board: pd.DataFrame, where: dict[str, Point]) -> pd.DataFrame:
-    """Rank per algorithm (board is best-first), ties with the leader, and the version each row comes from."""
-    head = report.headline_metric(board["metric"].unique())
+def _rank(board: pd.DataFrame, where: dict[str, Point], head: str | None, higher: bool | None) -> pd.DataFrame:
+    """Rank per algorithm (board is best-first), ties with the leader, and the version each row comes from; the
+    headline metric and its direction ride along (columns headline, higher_is_better) for the pages."""
     order = list(dict.fromkeys(board["algorithm"]))
     heads = board[board["metric"] == head].set_index("algorithm")
     leader = order[0]
     tied = set()
     if leader in heads.index and pd.notna(heads.at[leader, "ci95"]):
-        lo, hi = heads.at[leader, "mean"] - heads.at[leader, "ci95"], heads.at[leader, "mean"] + heads.at[leader, "ci95"]
+        mean, ci = heads.at[leader, "mean"], heads.at[leader, "ci95"]
+        lo, hi = mean - ci, mean + ci
         for algo in order[1:]:
             if algo in heads.index and pd.notna(heads.at[algo, "ci95"]) and pd.notna(heads.at[algo, "mean"]):
                 m, c = heads.at[algo, "mean"], heads.at[algo, "ci95"]
@@ -167,8 +175,9 @@ def _rank(board: pd.DataFrame, where: dict[str, Point]) -> pd.DataFrame:
                     tied.add(algo)
     board = board.assign(
         rank=board["algorithm"].map(lambda a: order.index(a) + 1),
-        tied=board["algorithm"].isin(tied), headline=board["metric"] == head,
-        commit=board["algorithm"].map(lambda a: where[a].commit), dirty=board["algorithm"].map(lambda a: where[a].dirty),
+        tied=board["algorithm"].isin(tied), headline=board["metric"] == head, higher_is_better=higher,
+        commit=board["algorithm"].map(lambda a: where[a].commit),
+        dirty=board["algorithm"].map(lambda a: where[a].dirty),
         commit_date=board["algorithm"].map(lambda a: where[a].commit_date),
         runs=board["algorithm"].map(lambda a: where[a].runs))
     return board.reset_index(drop=True)
@@ -182,11 +191,18 @@ def _run_links(runs: list[str], root: str) -> str:
     return ", ".join(link(f"{root}runs/{slug(r)}.html", r) for r in runs)
 
 
+def _headline_of(board: pd.DataFrame) -> tuple[str | None, bool | None]:
+    """(headline metric, higher_is_better) a ranked board (_rank) was ranked by."""
+    heads = board.loc[board["headline"], "metric"]
+    higher = board["higher_is_better"].iloc[0]
+    return (heads.iloc[0] if len(heads) else None), (None if higher is None or pd.isna(higher) else bool(higher))
+
+
 def _board_table(bench: str, profile: str, board: pd.DataFrame) -> list[str]:
-    head = report.headline_metric(board["metric"].unique())
+    head, higher = _headline_of(board)
     out = [f'<h3>{e(bench)} — profile {e(profile or "?")}</h3>',
-           f'<p class="note">Ranked by {e(head)} ({e(direction_word(head))}); rows whose 95% interval overlaps the '
-           f"leader's are marked tied.</p>",
+           f'<p class="note">Ranked by {e(head)} ({e(direction_word(higher))}); rows whose 95% interval overlaps '
+           f"the leader's are marked tied.</p>",
            f'<div class="scroll"><table class="sortable leaderboard" id="{e(slug(bench))}--{e(slug(profile))}">',
            f"<caption>{e(bench)}, profile {e(profile or '?')}</caption>", "<thead><tr>",
            *[th(h) for h in ("Rank", "Algorithm", "Metric", "Mean ± 95% CI", "n", "Published ± CI", "Difference",
@@ -201,13 +217,14 @@ def _board_table(bench: str, profile: str, board: pd.DataFrame) -> list[str]:
         classes = " ".join(c for c, on in (("tied", r.tied), ("headline", r.headline)) if on)
         out.append(f'<tr class="{classes}">')
         out += [td(rank, r.rank, "num", raw=True), th_row(r.algorithm), td(r.metric),
-                td(report.plus_minus(r.mean, r.ci95), num(r.mean), "num"), td(n_text, integer(r.n), "num"),
-                td(report.plus_minus(r.paper_value, r.paper_ci95, measured=False) if pd.notna(r.paper_value) else "–",
+                td(lb.plus_minus(r.mean, r.ci95), num(r.mean), "num"), td(n_text, integer(r.n), "num"),
+                td(lb.plus_minus(r.paper_value, r.paper_ci95, measured=False) if pd.notna(r.paper_value) else "–",
                    num(r.paper_value), "num"),
                 td("" if pd.isna(r.delta) else f"{r.delta:+.3g}", num(r.delta), "num"), td(inside),
                 td("" if pd.isna(r.meta_iters) else int(r.meta_iters), integer(r.meta_iters), "num"),
-                td(report._duration(r.train_seconds), num(r.train_seconds), "num"),
-                td(link(f"runs/{slug(r.runs[0])}.html", commit) + (f" (+{len(r.runs) - 1} runs)" if len(r.runs) > 1 else ""),
+                td(lb.duration(r.train_seconds), num(r.train_seconds), "num"),
+                td(link(f"runs/{slug(r.runs[0])}.html", commit)
+                   + (f" (+{len(r.runs) - 1} runs)" if len(r.runs) > 1 else ""),
                    commit, raw=True),
                 td((r.commit_date or "")[:10]), "</tr>"]
     out += ["</tbody></table></div>"]
@@ -219,7 +236,7 @@ def th_row(text: str) -> str:
 
 
 def _sources(board: pd.DataFrame) -> list[str]:
-    return report._sources(board)
+    return lb.sources(board)
 
 
 def index_page(tables: dict[tuple, pd.DataFrame], runs: dict) -> str:
@@ -264,7 +281,8 @@ def benchmark_page(bench: str, series: dict[tuple, list[Point]], tables: dict, c
         body.append(f'<img class="chart" src="../figures/{e(charts[(b, algo, profile)])}" width="680" height="250" '
                     f'alt="{e(f"{title}: {points[0].metric} over {len(points)} version(s)")}">')
         body += ['<div class="scroll"><table class="sortable history">',
-                 f"<caption>{e(title)}: {e(points[0].metric)} ({e(direction_word(points[0].metric))}) per version</caption>",
+                 f"<caption>{e(title)}: {e(points[0].metric)} ({e(direction_word(points[0].higher_is_better))}) "
+                 f"per version</caption>",
                  "<thead><tr>", *[th(h) for h in ("Commit", "Date", "Runs", "n", "Mean ± 95% CI", "Budget (meta-iters)",
                                                   "Change vs previous", "p", "Verdict", "Compared with", "Note")],
                  "</tr></thead><tbody>"]
@@ -275,7 +293,7 @@ def benchmark_page(bench: str, series: dict[tuple, list[Point]], tables: dict, c
             body += [f'<tr class="{"regression" if p.regression else ""}">', th_row(p.version),
                      td((p.commit_date or p.started)[:19], p.commit_date or p.started),
                      td(_run_links(p.runs, "../"), len(p.runs), raw=True), td(p.n, p.n, "num"),
-                     td(report.plus_minus(p.mean, p.ci95) if p.status == "ok" else "failed", num(p.mean), "num"),
+                     td(lb.plus_minus(p.mean, p.ci95) if p.status == "ok" else "failed", num(p.mean), "num"),
                      td("" if p.meta_iters is None else p.meta_iters, p.meta_iters, "num"),
                      td("" if math.isnan(p.delta) else f"{p.delta:+.3g} ({p.rel:+.1%})", num(p.delta), "num"),
                      td("" if math.isnan(p.p) else f"{p.p:.2g}", num(p.p), "num"), td(verdict, p.verdict, raw=True),
@@ -297,7 +315,8 @@ def reproduce_command(run: dict) -> str:
     cells = run["cells"]
     args = ["metabench", "run"]
     if inv:
-        suite, benches, algos, seeds = inv.get("suite"), inv.get("benchmarks") or [], inv.get("algorithms") or [], inv.get("seeds") or []
+        suite, benches = inv.get("suite"), inv.get("benchmarks") or []
+        algos, seeds = inv.get("algorithms") or [], inv.get("seeds") or []
         profile, sets, config, device, plugins = (inv.get("profile"), inv.get("sets") or [], inv.get("config"),
                                                   inv.get("device") or "cpu", inv.get("plugins") or [])
     else:  # an older manifest: rebuild the grid from its cells
@@ -335,7 +354,8 @@ def run_page(run: dict, headline: dict[tuple, str]) -> str:
     env, prov = m.get("environment") or {}, m.get("provenance") or {}
     kernel = prov.get("native_kernel") or {}
     facts = [("Run id", run["run_id"]), ("Suite", run["suite"]), ("Profile", run["profile"]),
-             ("Commit", short(run["commit_sha"], run["dirty"]) + (f" ({run['commit_sha']})" if run["commit_sha"] else "")),
+             ("Commit", short(run["commit_sha"], run["dirty"])
+              + (f" ({run['commit_sha']})" if run["commit_sha"] else "")),
              ("Commit date", run["commit_date"]), ("Modified files", ", ".join(m.get("dirty_files") or []) or
                                                    ("(not recorded)" if run["dirty"] else "none")),
              ("Started", run["started"]), ("Finished", run["finished"]), ("Host", run["hostname"]),
@@ -376,7 +396,8 @@ def run_page(run: dict, headline: dict[tuple, str]) -> str:
 def results_json(tables: dict, series: dict, runs: dict, db: Database) -> str:
     def point(p: Point) -> dict:
         return {"commit": p.commit, "dirty": p.dirty, "commit_date": p.commit_date or None, "runs": p.runs,
-                "status": p.status, "mean": num(p.mean), "ci95": num(p.ci95), "n": p.n, "ci_method": p.ci_method or None,
+                "status": p.status, "mean": num(p.mean), "ci95": num(p.ci95), "n": p.n,
+                "ci_method": p.ci_method or None,
                 "meta_iters": p.meta_iters, "verdict": p.verdict or None, "p": num(p.p), "delta": num(p.delta),
                 "compared_with": p.baseline_commit, "note": p.note or None}
 
@@ -386,18 +407,21 @@ def results_json(tables: dict, series: dict, runs: dict, db: Database) -> str:
         for (b, profile), board in sorted(tables.items()):
             if b != bench:
                 continue
-            rows = [{"rank": int(r.rank), "tied_with_leader": bool(r.tied), "algorithm": r.algorithm, "metric": r.metric,
+            rows = [{"rank": int(r.rank), "tied_with_leader": bool(r.tied), "algorithm": r.algorithm,
+                     "metric": r.metric,
                      "headline": bool(r.headline), "mean": num(r.mean), "ci95": num(r.ci95), "n": integer(r.n),
                      "ci_method": r.ci_method if isinstance(r.ci_method, str) else None,
                      "published": num(r.paper_value), "published_ci95": num(r.paper_ci95), "difference": num(r.delta),
-                     "inside_published_ci": None if r.inside_paper_ci is None or pd.isna(r.inside_paper_ci) else bool(r.inside_paper_ci),
+                     "inside_published_ci": None if r.inside_paper_ci is None or pd.isna(r.inside_paper_ci)
+                     else bool(r.inside_paper_ci),
                      "paper": r.paper if isinstance(r.paper, str) else None,
                      "meta_iters": integer(r.meta_iters), "train_seconds": num(r.train_seconds),
-                     "commit": r.commit, "dirty": bool(r.dirty), "commit_date": r.commit_date or None, "runs": list(r.runs)}
+                     "commit": r.commit, "dirty": bool(r.dirty), "commit_date": r.commit_date or None,
+                     "runs": list(r.runs)}
                     for r in board.itertuples()]
             profiles.append({"profile": profile, "rows": rows})
-        head = report.headline_metric(next(board for (b, _), board in tables.items() if b == bench)["metric"].unique())
-        benchmarks.append({"name": bench, "headline_metric": head, "higher_is_better": report.higher_is_better(head),
+        head, higher = _headline_of(next(board for (b, _), board in tables.items() if b == bench))
+        benchmarks.append({"name": bench, "headline_metric": head, "higher_is_better": higher,
                            "page": f"benchmarks/{slug(bench)}.html", "profiles": profiles})
     doc = {"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION,
            "database": {"dialect": db.dialect, "schema_version": SCHEMA_VERSION},
@@ -422,15 +446,16 @@ def build(db: Database, out: Path, alpha: float = 0.05, min_delta: float | None 
     frame = summary_frame(db)
     if frame.empty:
         raise UserError(f"{db.location} holds no runs; add some first: metabench db add RUN_DIR...")
-    series = series_points(frame)
+    headlines = stored_headlines(db)
+    series = series_points(frame, headlines)
     for points in series.values():
         compare_series(db, points, alpha, min_delta)
-    tables = boards(frame, series, report.load_published())
+    tables = boards(frame, series, lb.load_published(), headlines)
     runs = _runs(db)
     headline = {}
-    heads = {b: report.headline_metric(g["metric"].unique()) for b, g in frame.groupby("benchmark")}
+    heads = {b: headlines.headline(b, g["metric"].unique()) for b, g in frame.groupby("benchmark")}
     for r in frame[frame["metric"] == frame["benchmark"].map(heads)].itertuples():
-        headline[(r.run_id, r.benchmark, r.algorithm, str(r.seed))] = f"{r.metric} {report.plus_minus(r.mean, r.ci95)}"
+        headline[(r.run_id, r.benchmark, r.algorithm, str(r.seed))] = f"{r.metric} {lb.plus_minus(r.mean, r.ci95)}"
 
     written: set[Path] = set()
 
@@ -445,7 +470,7 @@ def build(db: Database, out: Path, alpha: float = 0.05, min_delta: float | None 
     for (bench, algo, profile), points in series.items():
         charts[(bench, algo, profile)] = f"{slug(f'{bench}--{algo}--{profile}')}.svg"
         write(f"figures/{charts[(bench, algo, profile)]}", history_chart(
-            f"{bench} / {algo} ({profile or '?'})", points[0].metric, direction_word(points[0].metric),
+            f"{bench} / {algo} ({profile or '?'})", points[0].metric, direction_word(points[0].higher_is_better),
             [{"label": p.version[:7] + ("+" if p.dirty else ""), "mean": num(p.mean), "ci95": num(p.ci95),
               "verdict": p.verdict} for p in points]))
     for bench in sorted({k[0] for k in series}):

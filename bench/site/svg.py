@@ -33,6 +33,25 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _point_marks(x: float, p: dict, y_of) -> list[str]:
+    """One version's CI bar and marker: a red triangle for a regression, green for better, else a dot."""
+    y = y_of(p["mean"])
+    out = []
+    ci = p["ci95"] if p["ci95"] is not None and math.isfinite(p["ci95"]) else 0.0
+    if ci:
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_of(p["mean"] - ci):.1f}" '
+                   f'y2="{y_of(p["mean"] + ci):.1f}" stroke="{LINE}"/>')
+    tip = escape(f'{p["label"]}: {_fmt(p["mean"])} ± {_fmt(ci)}' + (f' — {p["verdict"]}' if p["verdict"] else ""))
+    if p["verdict"] in ("worse", "failed"):
+        out.append(f'<path d="M{x - 7:.1f},{y - 6:.1f} L{x + 7:.1f},{y - 6:.1f} L{x:.1f},{y + 7:.1f} Z" '
+                   f'fill="{BAD}"><title>{tip} (regression)</title></path>')
+    elif p["verdict"] == "better":
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{GOOD}"><title>{tip}</title></circle>')
+    else:
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{LINE}"><title>{tip}</title></circle>')
+    return out
+
+
 def history_chart(title: str, metric: str, direction: str, points: list[dict]) -> str:
     """points: [{label, mean, ci95, verdict, note}] in commit order. Regressions are red triangles."""
     finite = [p for p in points if p["mean"] is not None and math.isfinite(p["mean"])]
@@ -72,23 +91,11 @@ def history_chart(title: str, metric: str, direction: str, points: list[dict]) -
         out.append(f'<polyline fill="none" stroke="{LINE}" stroke-width="1.5" points="'
                    + " ".join(f"{x:.1f},{y:.1f}" for x, y in path) + '"/>')
     for i, p in enumerate(points):
-        if p not in finite:
-            continue
-        x, y = x_of(i), y_of(p["mean"])
-        ci = p["ci95"] if p["ci95"] is not None and math.isfinite(p["ci95"]) else 0.0
-        if ci:
-            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_of(p["mean"] - ci):.1f}" y2="{y_of(p["mean"] + ci):.1f}" '
-                       f'stroke="{LINE}"/>')
-        tip = escape(f'{p["label"]}: {_fmt(p["mean"])} ± {_fmt(ci)}' + (f' — {p["verdict"]}' if p["verdict"] else ""))
-        if p["verdict"] in ("worse", "failed"):
-            out.append(f'<path d="M{x - 7:.1f},{y - 6:.1f} L{x + 7:.1f},{y - 6:.1f} L{x:.1f},{y + 7:.1f} Z" fill="{BAD}">'
-                       f'<title>{tip} (regression)</title></path>')
-        elif p["verdict"] == "better":
-            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{GOOD}"><title>{tip}</title></circle>')
-        else:
-            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{LINE}"><title>{tip}</title></circle>')
+        if p in finite:
+            out += _point_marks(x_of(i), p, y_of)
     if any(p["verdict"] in ("worse", "failed") for p in points):
         out.append(f'<path d="M{LEFT + 4},{HEIGHT - 12} l12,0 l-6,11 z" fill="{BAD}"/>'
-                   f'<text x="{LEFT + 22}" y="{HEIGHT - 3}" fill="{INK}">significant regression vs the previous version</text>')
+                   f'<text x="{LEFT + 22}" y="{HEIGHT - 3}" fill="{INK}">'
+                   'significant regression vs the previous version</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

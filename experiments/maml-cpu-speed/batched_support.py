@@ -1,18 +1,25 @@
 """Prototype: MAML (1 inner step, second order) with all tasks' support passes batched at the shared θ."""
-import torch, time, statistics, sys
+import statistics
+import sys
+
+import torch
 from torch.nn import functional as F
-from bench import perf
-from bench.config import Config
-from bench.allocator import keep_freed_memory
+
 from algorithms.base import BatchRequest
-from algorithms.functional import map_tasks, forward, parameters_of
+from algorithms.functional import forward, map_tasks, parameters_of
+from bench import perf
+from bench.allocator import keep_freed_memory
+from bench.config import Config
+
 keep_freed_memory()
 config = Config.load()
 source, _ = perf.omniglot_source(config, None)
 T = int(sys.argv[1]) if len(sys.argv) > 1 else 32
 batch = source.sample_train(BatchRequest(tasks=T, ways=5, shots=1, query=15), torch.Generator().manual_seed(0))
 maml = perf.build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": T})
-net = maml.net; alpha = 0.4; EPS = 1e-5
+net = maml.net
+alpha = 0.4
+EPS = 1e-5
 
 def bn_per_task(y, gamma, beta):  # y [T, n, C, H, W]; gamma/beta [T, C]
     mean = y.mean(dim=(1, 3, 4), keepdim=True)
@@ -34,8 +41,11 @@ def support_grads(params, sx, sy):
         else:
             x = x.contiguous(memory_format=torch.channels_last)
             y = F.conv2d(x, w, None, padding=1)
-        conv_inputs.append(x); conv_outputs.append(y)
-        z = bn_per_task(y.view(Tn, n, *y.shape[1:]), expanded[f"blocks.{i}.norm.weight"], expanded[f"blocks.{i}.norm.bias"])
+        conv_inputs.append(x)
+        conv_outputs.append(y)
+        z = bn_per_task(
+            y.view(Tn, n, *y.shape[1:]), expanded[f"blocks.{i}.norm.weight"], expanded[f"blocks.{i}.norm.bias"]
+        )
         z = z.flatten(0, 1)
         x = F.relu(F.max_pool2d(z, 2))
     feats = x.flatten(1).view(Tn, n, -1)
@@ -85,9 +95,13 @@ def support_phase():
     return torch.autograd.grad(sum((g[k] * v[k]).sum() for k in g), list(params.values()))
 full = lambda: maml.meta_gradients(batch)
 new = lambda: meta_grad_batched(batch)
-for f in (full, new, support_phase): f()
+for f in (full, new, support_phase):
+    f()
 a, b, c = [], [], []
 for _ in range(5):
-    a.append(perf._once(full)); b.append(perf._once(new)); c.append(perf._once(support_phase))
+    a.append(perf._once(full))
+    b.append(perf._once(new))
+    c.append(perf._once(support_phase))
 A, B, C = map(statistics.median, (a, b, c))
-print(f"current {A*1000:.0f} ms  batched-support {B*1000:.0f} ms (speed-up x{A/B:.2f})  support phase alone {C*1000:.0f} ms")
+print(f"current {A*1000:.0f} ms  batched-support {B*1000:.0f} ms (speed-up x{A/B:.2f})  "
+      f"support phase alone {C*1000:.0f} ms")

@@ -5,8 +5,8 @@ import torch
 
 import algorithms
 from algorithms.base import EpisodeBatch, ProblemSpec
+from bench.cell import precision
 from bench.episodes import named_generators
-from bench.runner import precision
 
 problem = ProblemSpec(kind="classification", input_shape=(1, 28, 28), ways=5, shots=1, output_dim=5,
                       backbone="conv4-maml-omniglot")

@@ -8,8 +8,8 @@ Run from the repository root: python experiments/maml-cpu-speed/float32_meta_gra
 import copy
 
 import torch
-
 from _setup import maml_and_batch
+
 from algorithms import native
 from bench import perf
 

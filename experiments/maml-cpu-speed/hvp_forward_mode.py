@@ -6,8 +6,8 @@ thread, on the perf command's Omniglot 5w1s batch (8 tasks), and checked against
 Run from the repository root: python experiments/maml-cpu-speed/hvp_forward_mode.py
 """
 import torch
-
 from _setup import maml_and_batch, ms_per_task
+
 from algorithms.functional import forward
 
 torch.set_num_threads(1)

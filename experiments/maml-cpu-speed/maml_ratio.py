@@ -23,5 +23,5 @@ batch = source.sample_train(BatchRequest(tasks=32, ways=5, shots=1, query=15), t
 maml = perf.build(config, "maml", source, {"backbone": "conv4", "inner_lr": 0.4, "inner_steps": 1, "meta_batch": 32})
 reference = perf.textbook_conv4(5)
 ours, ref = perf.interleaved(lambda: maml.meta_gradients(batch), lambda: perf.reference_maml_step(reference, batch), 7)
-print(f"{sys.argv[1] if len(sys.argv) > 1 else '.'}: maml {ours / 32 * 1e3:.1f} ms/task, reference {ref / 32 * 1e3:.1f} "
-      f"ms/task, ratio {ref / ours:.3f}")
+print(f"{sys.argv[1] if len(sys.argv) > 1 else '.'}: maml {ours / 32 * 1e3:.1f} ms/task, "
+      f"reference {ref / 32 * 1e3:.1f} ms/task, ratio {ref / ours:.3f}")

@@ -1,15 +1,15 @@
 """A/B, tried and dropped: MAML's per-task meta-gradient as one backward through query and inner-step graphs together
 (`MAML._task_gradient`) against two passes (the query gradient at leaf adapted weights, then that vector back
-through the inner step), timed as `metabench perf` runs MAML (threads, the process allocator settings). Same process, same 32-task batch, interleaved with the
-reference loop; medians of 8.
+through the inner step), timed as `metabench perf` runs MAML (threads, the process allocator settings). Same process,
+same 32-task batch, interleaved with the reference loop; medians of 8.
 Run from the repository root: python experiments/maml-cpu-speed/maml_split_backward.py
 """
 import statistics
 import time
 
 import torch
-
 from _setup import maml_and_batch
+
 from algorithms.functional import forward
 from algorithms.maml import MAML
 from bench import perf
@@ -45,4 +45,5 @@ for _ in range(8):
         times[name].append(time.perf_counter() - tic)
 ref = statistics.median(times["reference loop"])
 for name, ts in times.items():
-    print(f"{name}: {statistics.median(ts) / 32 * 1e3:.1f} ms/task, ratio to the reference {ref / statistics.median(ts):.3f}")
+    print(f"{name}: {statistics.median(ts) / 32 * 1e3:.1f} ms/task, "
+          f"ratio to the reference {ref / statistics.median(ts):.3f}")

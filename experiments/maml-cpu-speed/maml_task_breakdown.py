@@ -3,8 +3,8 @@ inner step): the whole per-task meta-gradient, then its parts timed on their own
 Run from the repository root: python experiments/maml-cpu-speed/maml_task_breakdown.py
 """
 import torch
-
 from _setup import maml_and_batch, ms_per_task
+
 from algorithms.functional import forward
 
 torch.set_num_threads(1)
@@ -50,6 +50,7 @@ def double_backward():
 
 
 for name, fn in (("whole task (MAML._task_gradient)", whole), ("query forward + backward", query_forward_backward),
-                 ("query forward, no graph", query_forward), ("support forward + backward, create_graph", support_with_graph),
+                 ("query forward, no graph", query_forward),
+                 ("support forward + backward, create_graph", support_with_graph),
                  ("double backward through the support pass", double_backward)):
     print(f"{name:44s} {ms_per_task(fn, len(tasks)):6.1f} ms/task")

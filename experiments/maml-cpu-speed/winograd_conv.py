@@ -4,8 +4,11 @@
 element-wise torch ops, and autograd differentiates the whole thing (so it would serve the double backward too).
 One thread, 75 images (a 5-way, 15-query set). Run: python experiments/maml-cpu-speed/winograd_conv.py
 """
-import torch, time
+import time
+
+import torch
 import torch.nn.functional as F
+
 
 def _t_in(d0, d1, d2, d3):
     # B^T rows: [1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]
@@ -45,13 +48,16 @@ if __name__ == "__main__":
     got = winograd_conv3x3(x, w)
     print("max err", (ref - got).abs().max().item(), ref.abs().max().item())
     def bench(fn, reps=20):
-        for _ in range(3): fn()
+        for _ in range(3):
+            fn()
         t = time.perf_counter()
-        for _ in range(reps): fn()
+        for _ in range(reps):
+            fn()
         return (time.perf_counter() - t) / reps * 1e3
     print("fwd conv2d ms", bench(lambda: F.conv2d(x, w, padding=1)))
     print("fwd wino   ms", bench(lambda: winograd_conv3x3(x, w)))
-    xg = x.clone().requires_grad_(); wg = w.clone().requires_grad_()
+    xg = x.clone().requires_grad_()
+    wg = w.clone().requires_grad_()
     go = torch.randn(75, 64, 14, 14).contiguous(memory_format=torch.channels_last)
     def fb(f):
         def run():

@@ -3,6 +3,7 @@
   omniglot_files.json        the 32,460 expected images with a pixel checksum each (bench.data.omniglot.build_manifest)
   omniglot_vinyals.json      the Prototypical Networks split (Snell et al. 2017, after Vinyals et al. 2016)
   omniglot_maml-random.json  a seeded random 1,100 / 100 / 423 character split, as MAML's code drew it
+  omniglot_lake.json         Lake et al. 2015's background / evaluation sets (964 / 659 characters), val from train
 
 Usage: python bench/data/splits/make_omniglot_splits.py [OMNIGLOT_PY_FOLDER]
        (default: ../shared/datasets/omniglot/omniglot-py next to the repository)
@@ -34,6 +35,15 @@ VINYALS_TEST_CHARACTERS = [f"Gurmukhi/character{n:02d}" for n in range(42, 46)]
 # in official id order (sorted, reproducible) with the same seed and proportions.
 MAML_SEED, MAML_TRAIN, MAML_VAL = 1, 1100, 100
 
+# Lake et al. 2015 (and Koch et al. 2015's one-shot task): learn from the 30 background alphabets, test on the 20
+# evaluation alphabets, no rotations. Validation (what Learner.tune() picks test-time settings on) is a seeded draw
+# of background alphabets that stay in train: the protocol's train and test parts are whole sets (964 / 659), so
+# a disjoint validation part would have to shrink one of them (Koch took 10 evaluation alphabets for it, leaving
+# 10 to test); tuning on test characters would leak them into the score, tuning on seen ones only biases the
+# chosen settings towards classes the learner knows. Only alphabets with >= 20 characters, so one alone holds a
+# 20-way episode.
+LAKE_SEED, LAKE_VAL_ALPHABETS = 2015, 5
+
 
 def vinyals(names: list[str]) -> dict:
     alphabet = {n: n.split("/")[0] for n in names}
@@ -64,6 +74,30 @@ def maml_random(names: list[str]) -> dict:
             "test": sorted(test, key=names.index)}
 
 
+def lake(characters: list) -> dict:
+    """`characters`: the manifest's Character records (their set says background or evaluation)."""
+    names = [c.name for c in characters]
+    train = [c.name for c in characters if c.set == "images_background"]
+    test = [c.name for c in characters if c.set == "images_evaluation"]
+    sizes = {}
+    for n in train:
+        sizes[n.split("/")[0]] = sizes.get(n.split("/")[0], 0) + 1
+    candidates = sorted(a for a, k in sizes.items() if k >= 20)
+    val_alphabets = sorted(random.Random(LAKE_SEED).sample(candidates, LAKE_VAL_ALPHABETS))
+    val = [n for n in train if n.split("/")[0] in val_alphabets]
+    return {"name": "lake",
+            "about": "Lake et al. 2015 (Science) background / evaluation split, as Koch et al. 2015 used it: train = "
+                     "images_background (30 alphabets, 964 characters), test = images_evaluation (20 alphabets, "
+                     "659 characters), no rotations. val: 5 background alphabets that also stay in train "
+                     "(val_in_train): only Learner.tune() sees them; see make_omniglot_splits.py for why.",
+            "method": f"val alphabets = sorted(random.Random({LAKE_SEED}).sample(sorted(background alphabets with "
+                      f">= 20 characters), {LAKE_VAL_ALPHABETS}))",
+            "seed": LAKE_SEED, "val_alphabets": val_alphabets, "val_in_train": True, "rotations": [0],
+            "counts": {"train": len(train), "val": len(val), "test": len(test)},
+            "train": sorted(train, key=names.index), "val": sorted(val, key=names.index),
+            "test": sorted(test, key=names.index)}
+
+
 def write_json(path: Path, data: dict) -> None:
     # one list item per line: reviewable diffs, still plain JSON
     path.write_text(json.dumps(data, indent=1) + "\n")
@@ -85,6 +119,9 @@ def main(base: Path) -> None:
     assert len({n.split("/")[0] for n in split["test"]}) == 13
     write_json(HERE / "omniglot_vinyals.json", split)
     write_json(HERE / "omniglot_maml-random.json", maml_random(names))
+    split = lake(Manifest.load(HERE / "omniglot_files.json").characters)
+    assert split["counts"]["train"] == 964 and split["counts"]["test"] == 659, split["counts"]
+    write_json(HERE / "omniglot_lake.json", split)
 
 
 if __name__ == "__main__":

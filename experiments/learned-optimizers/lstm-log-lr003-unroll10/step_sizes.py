@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from algorithms.optimizer_common import loss_and_gradient
-from bench import runner
+from bench import cell as runner
 from bench.config import Config
 
-# the paper's recipe (the lstm-optimizer defaults when this ran; they now add a NAG-imitation warm start), then this run's
+# the paper's recipe (the lstm-optimizer defaults when this ran; they now add a NAG-imitation warm start),
+# then this run's
 PAPER = ["lstm-optimizer.imitate=null", "lstm-optimizer.imitate_iters=0", "lstm-optimizer.imitate_lr=null",
          "lstm-optimizer.meta_loss=sum", "lstm-optimizer.meta_lr=0.01", "lstm-optimizer.select_every=50"]
 SETS = PAPER + ["lstm-optimizer.meta_loss=log", "lstm-optimizer.meta_lr=0.003", "lstm-optimizer.unroll=10"]
