@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE = 0, 1, 2
-# shared by `run`, `list` and `config`: the same words wherever an overlay is accepted
-CONFIG_HELP = ("a configuration overlay merged over the packaged benchmarks.yaml (repeatable; later files win): "
-               "new suites, benchmarks, profiles, algorithm defaults")
+import bench
+from bench.allocator import keep_freed_memory
+from bench.errors import CONFIG_HELP, EXIT_FAILED_CELLS, EXIT_OK, EXIT_USAGE, ConfigError, RunDirError, UserError
+
+# re-exported: the exit codes, CONFIG_HELP and UserError live in bench.errors (importable without the CLI)
+__all__ = ["CONFIG_HELP", "EXIT_FAILED_CELLS", "EXIT_OK", "EXIT_USAGE", "SUBCOMMANDS", "UserError", "main"]
 
 # (name, module, help, accepts -q after the name) in `metabench --help` order. cli.py creates these subparsers
 # and the module's add_arguments(parser) fills them; help None: the module's add_parser(subparsers) names and
@@ -45,13 +49,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
-class UserError(Exception):
-    """A mistake in the command line; reported as one line."""
-
-
 def _version_line() -> str:
-    import bench
-
     where = Path(bench.__file__).resolve().parent.parent
     return f"metabench {bench.__version__} from {where} (python {sys.version.split()[0]})"
 
@@ -89,10 +87,6 @@ def _check_install() -> None:
     """`bench` and `algorithms` are also names of other distributions on the package index, and a folder called
     `algorithms` is common in users' projects: make sure both names resolve to this installation of metabench.
     find_spec only locates `algorithms` (importing it would pull in torch for commands that must not)."""
-    import importlib.util
-
-    import bench
-
     here = Path(bench.__file__).resolve().parent
     if not getattr(bench, "__metabench__", False):
         raise UserError(f"`import bench` found {here}, which is not metabench's harness (another package named "
@@ -112,8 +106,6 @@ def _passive_openmp() -> None:
     passive beside other jobs, and the lead saw 145 s against 9 s for a `pretrain` cell; on a quiet machine
     passive cost about 10% on such a cell (docs/performance.md). The OpenMP runtime reads it once, when torch
     loads, so it is set before anything imports torch; the manifest records it (provenance.thread_env)."""
-    import os
-
     if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
         os.environ["OMP_WAIT_POLICY"] = "passive"
 
@@ -126,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"metabench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # after the check: a foreign `algorithms` package would fail this import with a traceback
     from algorithms import UnknownNameError
-    from bench.allocator import keep_freed_memory
-    from bench.config import ConfigError
-    from bench.rundir import RunDirError
+
     keep_freed_memory()
     handlers = {name: _delegate(module) for name, module, _, _ in SUBCOMMANDS}
     try:
@@ -141,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         print("metabench: interrupted; finished cells are saved (rerun with --resume to continue)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `metabench list | head`: the reader left; not an error worth a traceback
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except OSError as exc:  # a path that cannot be read or written (a file where a folder goes, a full disk...)

@@ -20,6 +20,7 @@ compared (unreadable folders, cells missing on either side, different test episo
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from bench import perfgate
 from bench.leaderboard import few
 from bench.metrics import Headlines, steps_of
 from bench.readers import cell_key, cell_row
@@ -276,7 +278,6 @@ def add_arguments(cmp_) -> None:
 
 def command(args) -> int:
     if getattr(args, "perf", False):  # `metabench compare --perf`: the speed gate over `metabench perf` folders
-        from bench import perfgate
         return perfgate.command(args)
     if not 0 < args.alpha < 1:
         raise IncomparableError(f"--alpha {args.alpha}: expected a probability between 0 and 1, e.g. 0.05")
@@ -300,8 +301,6 @@ def command(args) -> int:
     if fmt == "md":
         sys.stdout.write(markdown(table, args.baseline, args.new, len(bad), note))
     elif fmt == "json":
-        import json
-
         records = json.loads(table.to_json(orient="records"))
         print(json.dumps({"baseline": str(args.baseline), "new": str(args.new), "gated": int(len(gated)),
                           "regressions": int(len(bad)), "rows": records}, indent=2))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from bench.cli import _parser
+from bench.listing import LIST_KINDS
+
 # option -> the list that completes its value
 NAMED_VALUES = {"--algorithm": "algorithms", "--benchmark": "benchmarks", "--profile": "profiles"}
 PATH_VALUES = ("--config", "--out", "--from", "--resume", "--data-root")
@@ -34,9 +37,6 @@ def _choices(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def bash_script() -> str:
-    from bench.cli import _parser
-    from bench.listing import LIST_KINDS
-
     parser = _parser()
     subs = _subcommands(parser)
     cases = []

@@ -29,8 +29,10 @@ from typing import Any
 import yaml
 
 import algorithms
+from algorithms import nets
 from algorithms.base import KINDS, hparam_fields
 from bench import data, resources
+from bench.errors import CONFIG_HELP, ConfigError  # ConfigError: also importable from here
 
 # the base configuration: the checkout's benchmarks.yaml, or the copy packaged in the wheel (bench/resources.py)
 try:
@@ -194,10 +196,6 @@ def _yaml_problem(exc: BaseException) -> str:
     problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
     mark = getattr(exc, "problem_mark", None)
     return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else str(problem)
-
-
-class ConfigError(ValueError):
-    """A user error in benchmarks.yaml, a --set value or a command-line name; the message is one line."""
 
 
 @dataclass
@@ -587,7 +585,6 @@ class Config:
                 c.fail(f"{where}.{key}", f"missing; every {dataset} benchmark needs " + ", ".join(ds.required))
         if spec["kind"] not in KINDS:
             c.fail(f"{where}.kind", f"unknown kind {spec['kind']!r}; one of {', '.join(KINDS)}")
-        from algorithms import nets
         c.name(spec["backbone"], nets.names(), f"{where}.backbone", "backbone")
         if "metric" in spec:
             self._validate_metric(c, where, spec)
@@ -871,8 +868,6 @@ def _parse_cell(text: str) -> tuple[str, str, int]:
 
 def add_arguments(cfg) -> None:
     """`metabench config show`'s arguments."""
-    from bench.cli import CONFIG_HELP
-
     cfg.add_argument("action", choices=["show"])
     cfg.add_argument("--cell", metavar="B/A/S", help="one cell (benchmark/algorithm/seed): its resolved benchmark "
                                                      "spec, hyper-parameters and budget")

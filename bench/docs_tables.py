@@ -20,6 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench import report
 from bench.rundir import RunDirError, atomic_write_text
 
 BLOCK = re.compile(r"(<!-- metabench: (?P<command>.*?) -->\n)(?P<body>.*?)(<!-- /metabench -->)", re.DOTALL)
@@ -51,8 +52,6 @@ def markdown_files(paths: list[Path]) -> list[Path]:
 
 def render(command: str, where: str) -> str:
     """The text a block's command generates (ending in a newline)."""
-    from bench import report
-
     words = shlex.split(command)
     if not words or words[0] != "report":
         raise DocsError(f"{where}: generated block `metabench: {command}`: only `report ...` blocks are supported")

@@ -75,7 +75,7 @@ class ProcessPoolCellExecutor:
 
 def _ray():
     try:
-        import ray
+        import ray  # optional dependency (the [ray] extra)
     except ImportError:
         raise ImportError("the Ray executor needs Ray: pip install -e '.[ray]' (or pip install ray)") from None
     return ray

@@ -3,10 +3,14 @@ bench/plots.py; this module is its command line (kept apart because `figures pap
 `algorithms`, which plots.py must never import)."""
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from pathlib import Path
 
-from bench.cli import EXIT_OK, EXIT_USAGE, UserError
+import algorithms  # not `from algorithms import ...`: a foreign `algorithms` must reach cli's check
+from bench import plots
+from bench.errors import EXIT_OK, EXIT_USAGE, UserError
 from bench.listing import print_table
 
 
@@ -32,8 +36,6 @@ def _check_out(out: Path, runs: list[Path], hint: str) -> None:
 
 
 def command(args) -> int:
-    from bench import plots
-
     if args.name == "paper":
         return _figures_paper(args)
     if args.paper:
@@ -69,17 +71,12 @@ def command(args) -> int:
 def _figures_paper(args) -> int:
     """`metabench figures paper NAME`: one paper's figure set, from the committed reference runs by default, in
     the paper style; figures whose data the runs lack are named with what they need (exit 2 if none is drawn)."""
-    import shlex
-
-    from bench import plots
-
     if not args.paper or args.list:
         print_table([(n, p.title, ", ".join(p.figures)) for n, p in plots.PAPERS.items()],
                     ("paper", "title", "figures"))
         return EXIT_OK
     if args.paper not in plots.PAPERS:
-        from algorithms import suggest
-        raise UserError(f"unknown paper {args.paper!r}{suggest(args.paper, list(plots.PAPERS))}; "
+        raise UserError(f"unknown paper {args.paper!r}{algorithms.suggest(args.paper, list(plots.PAPERS))}; "
                         f"`metabench figures paper` lists them")
     paper = plots.PAPERS[args.paper]
     runs = args.runs or plots.paper_runs(args.paper)
@@ -104,8 +101,6 @@ def _figures_paper(args) -> int:
 
 def _default_figures_dir(runs: list[Path]) -> Path:
     """./figures/<run-id> (run ids joined with '+' for several runs): beside the user, never inside an input."""
-    import json
-
     ids = []
     for run in runs:
         try:

@@ -3,8 +3,12 @@ figure names, as a table, JSON, or bare names (what shell completion reads)."""
 from __future__ import annotations
 
 import fnmatch
+import json
 
-from bench.cli import CONFIG_HELP, EXIT_OK, UserError
+import algorithms
+from bench import plots
+from bench.config import Config
+from bench.errors import CONFIG_HELP, EXIT_OK, UserError
 
 LIST_KINDS = ("algorithms", "benchmarks", "suites", "profiles", "figures")
 
@@ -28,8 +32,6 @@ def print_table(rows: list[tuple], header: tuple) -> None:
 
 
 def _algorithm_rows(pattern: str, config) -> list[tuple]:
-    import algorithms
-
     plugins = {p["name"]: p for p in algorithms.plugin_info()}
     rows = []
     for name in algorithms.names(pattern):
@@ -44,8 +46,6 @@ def _algorithm_rows(pattern: str, config) -> list[tuple]:
 
 def _list_rows(what: str, pattern: str, config) -> tuple[tuple, list[tuple]]:
     """(header, rows) of one list; the first column is always the name."""
-    from bench import plots
-
     match = lambda name: fnmatch.fnmatchcase(name, pattern)  # noqa: E731
     if what == "algorithms":
         return ("algorithm", "kinds", "from", "description"), _algorithm_rows(pattern, config)
@@ -63,9 +63,6 @@ def _list_rows(what: str, pattern: str, config) -> tuple[tuple, list[tuple]]:
 
 
 def command(args) -> int:
-    import algorithms
-    from bench.config import Config
-
     # installed plugins (entry points) and --plugin modules, so that what `list` shows is what `run` accepts
     algorithms.load_plugins(args.plugin)
     what, pattern = args.what, args.pattern
@@ -86,8 +83,6 @@ def command(args) -> int:
 
 def _print_tables(tables: dict, what: str | None, pattern: str, fmt: str) -> None:
     if fmt == "json":
-        import json
-
         data = {kind: [dict(zip(header, row)) for row in rows] for kind, (header, rows) in tables.items()}
         print(json.dumps(data[what] if what else data, indent=2, default=str))
     elif fmt == "names":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import json
 import os
 import resource
 import statistics
@@ -35,9 +36,13 @@ from torch.nn import functional as F
 import algorithms
 from algorithms import native
 from algorithms.base import BatchRequest
+from bench import data, perf_ab
 from bench.cell import precision
 from bench.config import Config
+from bench.data import ImageSplit
+from bench.data.mnist import MnistOptimizees
 from bench.episodes import ClassificationSource, named_generators
+from bench.rundir import atomic_write_csv, atomic_write_text, environment, git_commit, provenance, utc_now
 
 TASKS, WAYS, SHOTS, QUERY = 32, 5, 1, 15
 BENCHMARK = "omniglot-5w1s"
@@ -104,10 +109,8 @@ def omniglot_source(config: Config, data_root=None) -> tuple[ClassificationSourc
     not depend on pixel values)."""
     spec = dict(config.benchmarks[BENCHMARK])
     try:
-        from bench import data
         return data.open_source(spec, data_root), "real Omniglot"
     except Exception:
-        from bench.data import ImageSplit
         g = torch.Generator().manual_seed(0)
         def split(classes):
             images = torch.randint(0, 256, (classes, 20, 1, 28, 28), dtype=torch.uint8, generator=g)
@@ -158,6 +161,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> fl
 
 
 def flops_of(fn: Callable) -> float:
+    # lazy: `metabench --help` builds this module's parser and must not load more of torch than it did
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -305,8 +309,6 @@ class Step:
 
 
 def _sources(config: Config, data_root=None, size: Size | None = None) -> dict[str, tuple[object, str]]:
-    from bench import data
-
     sources = {BENCHMARK: omniglot_source(config, data_root),
                SINE: (data.open_source(dict(config.benchmarks[SINE]), data_root), "generated sine tasks")}
     spec = dict(config.benchmarks[MNIST])
@@ -316,7 +318,6 @@ def _sources(config: Config, data_root=None, size: Size | None = None) -> dict[s
     try:
         sources[MNIST] = (data.open_source(spec, data_root), "real MNIST")
     except (data.DataError, OSError):  # speed does not depend on pixel values: random digits of the same shapes
-        from bench.data.mnist import MnistOptimizees
         g = torch.Generator().manual_seed(0)
         # flat [n, 784] rows, the layout load_mnist gives
         fake = {split: (torch.randint(0, 256, (n, 28 * 28), dtype=torch.uint8, generator=g),
@@ -613,8 +614,6 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def manifest(size: str, repeats: int, device: str, started: str) -> dict:
-    from bench.rundir import environment, git_commit, provenance, utc_now
-
     return {"kind": "perf", "size": size, "repeats": repeats, "profile": SIZES[size].profile,
             "threads": torch.get_num_threads(),
             "references": REFERENCES,
@@ -650,8 +649,6 @@ def add_arguments(perf) -> None:
 
 
 def command(args) -> int:
-    from bench.rundir import atomic_write_csv, atomic_write_text, utc_now
-
     size = getattr(args, "size", None) or "full"
     spec = SIZES[size]
     threads = getattr(args, "threads", None) or spec.threads
@@ -687,7 +684,6 @@ def command(args) -> int:
     if size == "full" and not getattr(args, "step", None):
         extra = report(max(5, repeats), args.device, autocast=args.autocast)
         atomic_write_csv(out / "perf-report.csv", extra)
-    import json
     atomic_write_text(out / "manifest.json", json.dumps(manifest(size, repeats, args.device, started), indent=2,
                                                         default=str) + "\n")
     with pd.option_context("display.width", 200):
@@ -698,8 +694,6 @@ def command(args) -> int:
 
 
 def _against(args, size: str) -> int:
-    from bench import perf_ab
-
     if args.rounds < 2:
         print("metabench: perf --rounds must be at least 2 (the gate needs each side's run-to-run noise)",
               file=sys.stderr)

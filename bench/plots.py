@@ -29,10 +29,12 @@ matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
+from bench import __version__ as metabench_version  # noqa: E402
 from bench import latex, leaderboard, stats, style  # noqa: E402
-from bench.cli import UserError  # noqa: E402
+from bench.errors import UserError  # noqa: E402
 from bench.rundir import RunDir, RunDirError, atomic_write_csv, atomic_write_text  # noqa: E402
 
 FIGURES: dict[str, tuple[Callable, str]] = {}
@@ -161,8 +163,6 @@ def draw_available(run_dirs: list[Path], out: Path, figure_style: str = "screen"
 
 def provenance(name: str, runs: list[RunDir], command: str | None, figure_style: str) -> dict:
     """What a figure was drawn from: the runs (ids, commits, whether their code was dirty) and the command."""
-    import bench
-
     sources = []
     for run in runs:
         try:
@@ -175,7 +175,7 @@ def provenance(name: str, runs: list[RunDir], command: str | None, figure_style:
                         "dirty": manifest.get("dirty"), "suite": manifest.get("suite"),
                         "profile": manifest.get("profile"), "finished": manifest.get("finished")})
     return {"figure": name, "description": FIGURES.get(name, (None, ""))[1], "style": figure_style,
-            "command": command, "runs": sources, "metabench": bench.__version__, "matplotlib": matplotlib.__version__}
+            "command": command, "runs": sources, "metabench": metabench_version, "matplotlib": matplotlib.__version__}
 
 
 def _runs_line(prov: dict) -> str:
@@ -290,8 +290,6 @@ def shared_legend(fig, axes, title: str | None = None, neutral: bool = False) ->
 
 
 def _neutral(handle):
-    from matplotlib.lines import Line2D
-
     if isinstance(handle, Line2D) and handle.get_color() != "black":
         return Line2D([], [], color=style.GREY, linestyle=handle.get_linestyle(), marker=handle.get_marker(),
                       alpha=handle.get_alpha())

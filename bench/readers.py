@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.rundir import RunDirError
+from bench import resources
+from bench.errors import RunDirError
 
 
 def _text(path: Path, what: str) -> str:
@@ -113,8 +114,6 @@ def read_published(path: Path | None = None, primary_only: bool = True) -> pd.Da
     against (alternative protocols and papers have primary=0, so (algorithm, benchmark, metric) is a key).
     No file: an empty table with the columns, so a run or a report never fails for want of published numbers."""
     if path is None:
-        from bench import resources
-
         try:
             path = resources.published_csv()
         except FileNotFoundError:

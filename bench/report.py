@@ -134,7 +134,9 @@ def trend_table(paths: list[Path]) -> pd.DataFrame:
 
 
 def draw_trend(table: pd.DataFrame, out: Path) -> list[Path]:
-    from bench import plots  # matplotlib only when a figure is asked for
+    # lazy: bench.plots loads matplotlib and switches it to the Agg backend, which importing bench.report (say,
+    # in a notebook that reads leaderboards) must not do; only `report --trend` draws
+    from bench import plots
 
     return plots.draw_trend(table, out)
 

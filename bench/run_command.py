@@ -4,13 +4,24 @@ and print the headline table. Data flows cli -> run_command -> grid -> cell -> e
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import sys
 from pathlib import Path
 
-from bench.cli import CONFIG_HELP, EXIT_FAILED_CELLS, EXIT_OK, UserError
+import torch
+
+import algorithms
+from bench import data, plots, stats  # plots loads matplotlib: a broken install fails before training
+from bench.cell import STOP, RunInterrupted
+from bench.config import Config
+from bench.errors import CONFIG_HELP, EXIT_FAILED_CELLS, EXIT_OK, UserError
+from bench.executors import make_executor
+from bench.grid import changed_cells, default_out, run_grid
 from bench.listing import print_table
+from bench.results import summary_table
+from bench.rundir import RunDir, RunDirError
 
 MAX_SEEDS = 10_000
 # regression curves have a point per adaptation step: the run's table shows only these, the CSVs keep all
@@ -82,8 +93,6 @@ def add_arguments(run) -> None:
 
 def _invocation(args) -> dict:
     """What `--resume` needs to rebuild the same grid."""
-    from bench import data
-
     # overlay paths absolute, so that --resume from another folder finds them
     return {"suite": args.suite, "benchmarks": args.benchmark, "algorithms": args.algorithm,
             "seeds": list(dict.fromkeys(args.seed)), "profile": args.profile, "sets": args.sets,
@@ -99,8 +108,6 @@ RESUME_EXCLUSIVE = {"suite": "SUITE", "benchmark": "--benchmark", "algorithm": "
 
 
 def _resume_invocation(args) -> dict:
-    from bench.rundir import RunDir, RunDirError
-
     given = [flag for name, flag in RESUME_EXCLUSIVE.items() if getattr(args, name, None) not in (None, [], False)]
     if given:
         raise UserError(f"--resume takes the grid and settings from {args.resume}/manifest.json; remove "
@@ -122,12 +129,6 @@ def _resume_invocation(args) -> dict:
 
 
 def command(args) -> int:
-    import algorithms
-    from bench import plots  # matplotlib: fail before training, not after, when it cannot be imported
-    from bench.config import Config
-    from bench.grid import changed_cells, default_out
-    from bench.rundir import RunDir
-
     invocation = _resume_invocation(args) if args.resume else _invocation(args)
     quiet = getattr(args, "quiet", False)
     algorithms.load_plugins(invocation["plugins"])
@@ -157,8 +158,6 @@ def command(args) -> int:
 def _take_folder(args, out: Path, cells, quiet: bool) -> None:
     """Lock the output folder: break a stale lock if asked, check a resumed run's cell files, or claim a new one
     (moving earlier contents aside only with --force)."""
-    from bench.rundir import RunDir
-
     if args.break_lock:
         owner = RunDir(out).break_lock()
         if owner and not quiet:
@@ -176,10 +175,6 @@ def _take_folder(args, out: Path, cells, quiet: bool) -> None:
 
 def _run_cells(args, invocation: dict, config, cells, out: Path, label: str, profile: str, quiet: bool):
     """The cells' results, or None when Ctrl-C stopped the run (its checkpoints are then on disk)."""
-    from bench.cell import STOP, RunInterrupted
-    from bench.executors import make_executor
-    from bench.grid import run_grid
-
     STOP.clear()
     previous_handler = signal.signal(signal.SIGINT, _first_interrupt)
     try:
@@ -201,9 +196,6 @@ def _run_cells(args, invocation: dict, config, cells, out: Path, label: str, pro
 
 def _report(results, out: Path, quiet: bool) -> int:
     """The headline table and the failed cells; exit 1 when any cell failed."""
-    from bench import stats
-    from bench.results import summary_table
-
     summary = summary_table(results)
     rows = stats.headline(summary) if len(summary) else summary
     shown = [(r.benchmark, r.algorithm, r.seed, r.metric, f"{r.mean:.4g}", f"{r.ci95:.3g}", r.n)
@@ -224,8 +216,6 @@ def _report(results, out: Path, quiet: bool) -> int:
 
 
 def _unfinished(folder: Path) -> bool:
-    import json
-
     try:
         return json.loads((folder / "manifest.json").read_text()).get("finished") is None
     except (OSError, ValueError, AttributeError):
@@ -234,8 +224,6 @@ def _unfinished(folder: Path) -> bool:
 
 def _first_interrupt(signum, frame) -> None:
     """First Ctrl-C: finish the current meta-iteration, checkpoint and stop; a second one stops at once."""
-    from bench.cell import STOP
-
     print("\nmetabench: stopping after this meta-iteration (Ctrl-C again to stop at once)", file=sys.stderr)
     STOP.set()
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -243,8 +231,6 @@ def _first_interrupt(signum, frame) -> None:
 
 def _check_data_root(cells, root: str) -> None:
     """Refuse before any training when cells need files and the data root does not exist at all."""
-    from bench import data
-
     needing = sorted({c.spec["dataset"] for c in cells if c.spec["dataset"] in data.NEEDS_FILES})
     if needing and not Path(root).is_dir():
         raise UserError(f"data root {root} does not exist ({', '.join(needing)} need files there); pass "
@@ -254,8 +240,6 @@ def _check_data_root(cells, root: str) -> None:
 def _check_device(device: str) -> None:
     """Refuse an unknown or unavailable device once, up front, rather than failing every cell with the driver's
     message."""
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):

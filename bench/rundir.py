@@ -19,6 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench import allocator, resources
+from bench.errors import RunDirError  # also importable from here
+from bench.readers import numeric_column, read_csv, read_json
+
 EPISODE_COLUMNS = ["benchmark", "algorithm", "seed", "episode", "metric", "value"]
 CURVE_COLUMNS = ["benchmark", "algorithm", "seed", "iteration", "split", "metric", "value"]
 FIT_COLUMNS = ["benchmark", "algorithm", "seed", "task", "steps", "series", "x", "y"]
@@ -33,10 +37,6 @@ REQUIRED_COLUMNS = {"episodes.csv": EPISODE_COLUMNS, "curves.csv": CURVE_COLUMNS
 # columns that must hold numbers: text there once became NaN and a "REGRESSION +0" naming no row
 NUMERIC_COLUMNS = {"episodes.csv": ["episode", "value"], "curves.csv": ["iteration", "value"],
                    "summary.csv": ["mean", "ci95", "n"]}
-
-
-class RunDirError(RuntimeError):
-    """The output folder cannot be used (unwritable, locked by another run, not a run folder)."""
 
 
 def _umask() -> int:
@@ -91,8 +91,6 @@ def utc_now() -> str:
 def git_commit(repo: Path | None = None) -> dict[str, Any]:
     """The checkout's commit, its date, and whether (and in which tracked files) the working tree differs from it."""
     if repo is None:
-        from bench import resources
-
         # an installed wheel has no checkout; git run from site-packages would report whatever project the user's
         # virtual environment sits in
         repo = resources.checkout_root()
@@ -121,7 +119,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_
 
 
 def environment(device: str) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: rundir is on the torch-free reading side
 
     env = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "device": device, "cpu_threads": torch.get_num_threads(),
@@ -134,11 +132,10 @@ def environment(device: str) -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """What besides the code and the configuration decides a run's numbers or speed (DESIGN.md "Results are
     data"): the machine, thread settings, the malloc tuning, the native kernel's build, and plugins."""
-    import torch
+    import torch  # lazy, like the algorithms: rundir is on the torch-free reading side
 
     import algorithms
     from algorithms import native
-    from bench import allocator
 
     return {"hostname": platform.node(), "cpu_model": _cpu_model(), "logical_cpus": os.cpu_count(),
             "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
@@ -337,8 +334,6 @@ class RunDir:
         atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
 
     def read_manifest(self) -> dict[str, Any]:
-        from bench.readers import read_json
-
         path = self.path / "manifest.json"
         if not self.path.is_dir():
             raise RunDirError(f"{self.path} is not a run folder: "
@@ -355,8 +350,6 @@ class RunDir:
 
     def finished_cell_files(self) -> tuple[list[Path], list[tuple[Path, str]]]:
         """The cells/*.json records of finished cells: (readable ones, [(damaged one, what is wrong)])."""
-        from bench.readers import read_json
-
         good, bad = [], []
         for path in sorted((self.path / "cells").glob("*.json")):
             try:
@@ -391,8 +384,6 @@ class RunDir:
                 raise RunDirError(f"{path} is missing; the run did not finish any cell or the folder is not a "
                                   f"run folder")
             return pd.DataFrame()
-        from bench.readers import numeric_column, read_csv
-
         frame = read_csv(path, REQUIRED_COLUMNS.get(name, ()), what=name)
         for column in NUMERIC_COLUMNS.get(name, ()):
             if column in frame and not pd.api.types.is_numeric_dtype(frame[column]):  # text in a number column

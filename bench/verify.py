@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.rundir import RunDir, RunDirError, provenance_differences
+from bench import cell as runner
+from bench.config import Cell
+from bench.rundir import RunDir, RunDirError, environment, git_commit, provenance, provenance_differences
 
 
 def add_parser(sub) -> None:
@@ -38,8 +40,6 @@ def cells_to_verify(manifest: dict, count: int | None) -> list[dict]:
 
 
 def rebuild_cell(entry: dict):
-    from bench.config import Cell
-
     config = entry.get("config")
     if not isinstance(config, dict):
         raise RunDirError(f"manifest cell {entry.get('key')} has no recorded configuration; it cannot be re-run")
@@ -74,9 +74,6 @@ def compare_episodes(recorded: pd.DataFrame, rerun: list[dict]) -> dict:
 
 def verify(run_dir: Path, count: int | None = None, data_root: str | None = None, out=sys.stdout) -> bool:
     """Re-run the cells and print one line per cell; True when every one is the same."""
-    from bench import cell as runner
-    from bench.rundir import environment, git_commit, provenance
-
     run = RunDir(run_dir)
     manifest = run.read_manifest()
     manifest["path"] = str(run_dir)

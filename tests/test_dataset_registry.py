@@ -133,3 +133,37 @@ def test_the_toy_schema_comes_from_its_module(toy):
 def test_unknown_dataset_names_the_known_ones():
     with pytest.raises(bench.data.DataError, match="unknown dataset 'omniglott' \\(did you mean 'omniglot'\\?\\)"):
         bench.data.get("omniglott")
+
+
+def test_a_plugin_dataset_is_one_module_and_yaml_with_no_edit_of_the_suite(tmp_path, monkeypatch, capsys):
+    """A dataset outside the suite: its module registers itself (bench.data.register) and is named with --plugin,
+    as an algorithm plugin is; bench.data.MODULES and every other file of the suite stay as they are."""
+    import algorithms
+
+    payload = make_stripes()
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    source = TOY_MODULE.format(md5=hashlib.md5(payload).hexdigest())
+    (modules / "toy_plugin.py").write_text(source + "\nfrom bench.data import register\n\nregister(DATASET)\n")
+    monkeypatch.syspath_prepend(str(modules))
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    (root / "toy" / "stripes.bin").write_bytes(payload)
+    overlay = tmp_path / "toy.yaml"
+    overlay.write_text(TOY_YAML)
+    modules_before = bench.data.MODULES
+    try:
+        code = main(["run", "--benchmark", "toy-3w1s", "--algorithm", "protonet", "--profile", "smoke",
+                     "--plugin", "toy_plugin", "--config", str(overlay), "--data-root", str(root),
+                     "--out", str(tmp_path / "run"), "--no-progress", "--no-figures",
+                     "--set", "budget.meta_iters=3", "--set", "budget.test_episodes=4",
+                     "--set", "budget.validation_tasks=2", "--set", "protonet.train_ways=3"])
+        assert code == 0, capsys.readouterr()
+        assert bench.data.MODULES == modules_before and bench.data.get("toy").name == "toy"
+        with pytest.raises(ValueError, match="'omniglot' is already taken by a built-in dataset"):
+            bench.data.register(bench.data.get("toy").__class__(**{**vars(bench.data.get("toy")), "name": "omniglot"}),
+                                module="toy_plugin")
+    finally:
+        bench.data._REGISTERED.pop("toy", None)
+        algorithms._registry._REQUESTED.discard("toy_plugin")
+        sys.modules.pop("toy_plugin", None)

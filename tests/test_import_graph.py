@@ -160,3 +160,50 @@ def test_algorithms_never_import_bench():
             if any(n == "bench" or n.startswith("bench.") for n in names):
                 offenders.append(f"{module} (line {node.lineno})")
     assert not offenders, "algorithms/ imports bench (dependencies run bench -> algorithms): " + ", ".join(offenders)
+
+
+# The only imports bench/ may run inside a function (issue 21): each (file, imported module) with its reason.
+# Everything else goes at the top of its module; a new lazy import needs a reason and an entry here.
+LAZY_IMPORTS = {
+    # (a) optional dependencies: loaded only by the feature that needs them
+    ("bench/executors.py", "ray"),  # the Ray executor (the [ray] extra)
+    ("bench/db/backend.py", "psycopg"),  # a postgresql:// results database (the [db] extra)
+    ("bench/data/mnist.py", "torchvision.datasets"),  # `data prepare mnist --download`
+    ("bench/data/omniglot.py", "torchvision.datasets.utils"),  # `data prepare omniglot --download`
+    # (b) bench.rundir is on the torch-free reading side; only a run's provenance needs torch and the algorithms
+    ("bench/rundir.py", "torch"),
+    ("bench/rundir.py", "algorithms"),
+    # cli.main: `algorithms` may be another package that shadows ours; imported after _check_install reports that
+    ("bench/cli.py", "algorithms"),
+    # bench.plots sets matplotlib's Agg backend on import: importing bench.report must not, only `report --trend`
+    ("bench/report.py", "bench"),
+    # `metabench --help` builds perf's parser: the flop counter would load more of torch there than it did
+    ("bench/perf.py", "torch.utils.flop_counter"),
+}
+
+
+def _function_level_imports(tree: ast.Module):
+    """(import statement, imported module) for every import inside a function body, at any depth."""
+    def visit(node: ast.AST, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if in_function and isinstance(child, ast.Import):
+                yield from ((child, alias.name) for alias in child.names)
+            elif in_function and isinstance(child, ast.ImportFrom):
+                yield child, "." * child.level + (child.module or "")
+            yield from visit(child, inside)
+    yield from visit(tree, False)
+
+
+def test_no_unexplained_function_level_imports():
+    found, unexplained = set(), []
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        where = path.relative_to(REPO).as_posix()
+        for node, module in _function_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            found.add((where, module))
+            if (where, module) not in LAZY_IMPORTS:
+                unexplained.append(f"{where}:{node.lineno} imports {module}")
+    assert not unexplained, ("imports inside functions without a reason (move them to the top of the module, or "
+                             "add the pair with its reason to LAZY_IMPORTS): " + "; ".join(unexplained))
+    stale = sorted(LAZY_IMPORTS - found)
+    assert not stale, f"LAZY_IMPORTS names imports that no longer exist (remove them): {stale}"

@@ -16,14 +16,38 @@ from bench.data.base import DataError, Dataset, ImageSplit, Report, Resource, Ta
 MODULES: tuple[str, ...] = ("bench.data.sine", "bench.data.omniglot", "bench.data.mnist", "bench.data.miniimagenet")
 
 
+# Datasets registered at import by modules outside this package (a plugin given with --plugin MODULE, as for
+# algorithms): name -> (module, Dataset). Adding one then touches no file of the suite.
+_REGISTERED: dict[str, tuple[str, Dataset]] = {}
+
+
+def register(dataset: Dataset, module: str | None = None) -> Dataset:
+    """Register a dataset defined outside bench/data (call it at the end of a plugin module:
+    `register(DATASET)`). A name already taken by a built-in or another module is an error naming both."""
+    module = module or getattr(dataset.open, "__module__", "?")
+    taken = _REGISTERED.get(dataset.name)
+    if dataset.name in _builtin_names() or (taken and taken[0] != module):
+        owner = taken[0] if taken else "a built-in dataset"
+        raise ValueError(f"{module}: dataset name {dataset.name!r} is already taken by {owner}; rename it")
+    _REGISTERED[dataset.name] = (module, dataset)
+    return dataset
+
+
+def _builtin_names() -> set[str]:
+    return {importlib.import_module(module).DATASET.name for module in MODULES}
+
+
 def datasets() -> dict[str, Dataset]:
-    """name -> Dataset for every module in MODULES (read on each call, so an added module shows at once)."""
+    """name -> Dataset for every module in MODULES, then every registered one (read on each call, so an added
+    module shows at once)."""
     found: dict[str, Dataset] = {}
     for module in MODULES:
         dataset = importlib.import_module(module).DATASET
         if dataset.name in found:
             raise ValueError(f"{module}: dataset name {dataset.name!r} is already taken; rename DATASET.name")
         found[dataset.name] = dataset
+    for name, (_, dataset) in _REGISTERED.items():
+        found.setdefault(name, dataset)
     return found
 
 

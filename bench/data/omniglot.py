@@ -481,7 +481,7 @@ def load_splits(spec: dict[str, Any], root: Path, cache: Path, *,
 
 def fetch(url: str, folder: Path, filename: str, md5: str) -> None:
     """Download one file with torchvision's downloader, which checks the md5 (the one network access here)."""
-    from torchvision.datasets.utils import download_url
+    from torchvision.datasets.utils import download_url  # optional: only the download needs torchvision
 
     download_url(url, str(folder), filename, md5)
     if md5sum(folder / filename) != md5:  # belt and braces: never extract an unverified archive

@@ -1,15 +1,20 @@
 """`metabench db add|ls|history|regressions`: the results database (SQLite by default, PostgreSQL for a lab).
 
-The parser lives here beside its implementation; importing this package stays cheap (pandas, scipy and the
-drivers load only when a subcommand runs) because bench.cli builds every parser at start-up.
-See docs/leaderboard.md.
+The parser lives here beside its implementation (bench.cli builds every parser at start-up); the PostgreSQL
+driver loads only when a postgresql:// database is opened. See docs/leaderboard.md.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
+
+from bench.db.backend import Database, short
+from bench.db.history import history, regressions
+from bench.db.ingest import add
+from bench.errors import UserError
 
 EXIT_OK, EXIT_REGRESSION = 0, 1
 
@@ -58,8 +63,6 @@ def _fmt(x, spec: str) -> str:
 
 def _print_json(points) -> None:
     """The fields of results.json's series points, plus the series they belong to."""
-    import json
-
     def clean(x):
         return None if isinstance(x, float) and not math.isfinite(x) else x
 
@@ -69,8 +72,6 @@ def _print_json(points) -> None:
 
 
 def _check_thresholds(args) -> None:
-    from bench.cli import UserError
-
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha {args.alpha}: expected a probability between 0 and 1, e.g. 0.05")
     if args.min_delta is not None and args.min_delta < 0:
@@ -78,16 +79,12 @@ def _check_thresholds(args) -> None:
 
 
 def command(args) -> int:
-    from bench.db.backend import Database
-
     with Database(args.db) as db:
         commands = {"add": cmd_add, "ls": cmd_ls, "history": cmd_history, "regressions": cmd_regressions}
         return commands[args.db_command](db, args)
 
 
 def cmd_add(db, args) -> int:
-    from bench.db.ingest import add
-
     quiet = getattr(args, "quiet", False)  # the global -q: print only errors
     counts = add(db, args.runs, replace=args.replace, echo=(lambda line: None) if quiet else print)
     if not quiet:
@@ -97,15 +94,11 @@ def cmd_add(db, args) -> int:
 
 
 def cmd_ls(db, args) -> int:
-    from bench.db.backend import short
-
     rows = db.rows("SELECT r.run_id, r.suite, r.profile, r.commit_sha, r.dirty, r.commit_date, r.started, "
                    "r.source_path, (SELECT count(*) FROM cells c WHERE c.run = r.id) AS cells, "
                    "(SELECT count(*) FROM cells c WHERE c.run = r.id AND c.status = 'ok') AS ok "
                    "FROM runs r ORDER BY r.commit_date, r.started, r.run_id")
     if args.format == "json":
-        import json
-
         print(json.dumps([{**r, "dirty": None if r["dirty"] is None else bool(r["dirty"])} for r in rows], indent=1))
         return EXIT_OK
     _print_table([(r["run_id"], r["suite"] or "", r["profile"] or "", short(r["commit_sha"], bool(r["dirty"])),
@@ -117,9 +110,6 @@ def cmd_ls(db, args) -> int:
 
 
 def cmd_history(db, args) -> int:
-    from bench.cli import UserError
-    from bench.db.history import history
-
     _check_thresholds(args)
     series = {k: v for k, v in history(db, args.benchmark, args.algorithm, args.alpha, args.min_delta).items()
               if args.profile is None or k[2] == args.profile}
@@ -145,8 +135,6 @@ def cmd_history(db, args) -> int:
 
 
 def cmd_regressions(db, args) -> int:
-    from bench.db.history import regressions
-
     _check_thresholds(args)
     bad, compared = regressions(db, args.since, args.alpha, args.min_delta)
     if args.format == "json":

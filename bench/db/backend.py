@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.cli import UserError
+from bench.errors import UserError
 
 # version -> (description, statements); {pk} and {float} are filled per dialect. Append, never edit: a
 # database that applied version N must mean the same schema everywhere.
@@ -132,7 +132,7 @@ class Database:
     def _connect_postgres(self) -> None:
         self.location = describe(self.url)
         try:
-            import psycopg
+            import psycopg  # optional dependency (the [db] extra)
         except ImportError:
             raise UserError(f"{self.location}: PostgreSQL needs the psycopg package; install it with "
                             f"pip install 'metabench[db]' (or pip install 'psycopg[binary]')") from None

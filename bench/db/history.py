@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.cli import UserError
 from bench.compare import compare_values
 from bench.db.backend import Database, short
+from bench.errors import UserError
 from bench.metrics import Headlines, direction_word  # noqa: F401  (bench.site words directions through here)
 
 ALPHA = 0.05

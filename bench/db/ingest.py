@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import readers
-from bench.cli import UserError
 from bench.db.backend import Database, utc_now
+from bench.errors import UserError
 
 SUMMARY_FIELDS = ["benchmark", "algorithm", "seed", "metric", "mean", "ci95", "n", "ci_method", "seeds",
                   "train_seconds", "eval_seconds", "meta_iters", "status", "error"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.db import _check_thresholds, add_db_argument
+from bench.db.backend import Database
+from bench.site.build import build
+
 
 def add_parser(subparsers) -> None:
-    from bench.db import add_db_argument
-
     p = subparsers.add_parser("leaderboard", help="write the static leaderboard site from the results database")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the site into")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the regression markers")
@@ -22,10 +24,6 @@ def add_parser(subparsers) -> None:
 
 
 def command(args) -> int:
-    from bench.db import _check_thresholds
-    from bench.db.backend import Database
-    from bench.site.build import build
-
     _check_thresholds(args)
     with Database(args.db) as db:
         index = build(db, args.out, alpha=args.alpha, min_delta=args.min_delta)

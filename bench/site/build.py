@@ -30,6 +30,7 @@ import pandas as pd
 from bench import leaderboard as lb
 from bench.db.backend import SCHEMA_VERSION, Database, short
 from bench.db.history import Point, compare_series, direction_word, series_points, stored_headlines, summary_frame
+from bench.errors import UserError
 from bench.metrics import Headlines
 from bench.rundir import atomic_write_text
 from bench.site.svg import history_chart
@@ -438,8 +439,6 @@ def results_json(tables: dict, series: dict, runs: dict, db: Database) -> str:
 
 def build(db: Database, out: Path, alpha: float = 0.05, min_delta: float | None = None) -> Path:
     """Write the site into `out` and return the index's path."""
-    from bench.cli import UserError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the site")
