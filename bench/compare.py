@@ -58,10 +58,7 @@ def load_side(path: Path) -> Side:
     if not run.path.is_dir():
         raise RunDirError(f"{path} is not a folder; pass folders written by `metabench run --out DIR`")
     manifest = run.read_manifest()
-    try:
-        episodes = run.read_table("episodes.csv")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path / 'episodes.csv'} is unreadable ({type(exc).__name__}); rerun that suite") from None
+    episodes = run.read_table("episodes.csv")  # damaged files: one-line RunDirError from bench.readers.read_csv
     needed = {"benchmark", "algorithm", "seed", "episode", "metric", "value"}
     if not needed <= set(episodes.columns):
         raise RunDirError(f"{path / 'episodes.csv'} lacks column(s) {', '.join(sorted(needed - set(episodes.columns)))}"
