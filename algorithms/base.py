@@ -167,6 +167,13 @@ class Learner:
         self.generators = dict(generators)
 
     # -- training ---------------------------------------------------------------------------------------
+    @classmethod
+    def training_episode(cls, hparams: Mapping[str, Any]) -> dict[str, int | None]:
+        """The ways, shots and queries per class of this learner's training episodes, from its hyper-parameters
+        alone (None: the benchmark's own). The harness checks them against the split before any cell starts, so a
+        learner whose batch_request asks for other shapes says so here, in the one place both read."""
+        return {k: hparams.get(f"train_{k}") for k in ("ways", "shots", "query")}
+
     def batch_request(self) -> BatchRequest:
         """What the next meta_train_step wants; default: one episode batch of `meta_batch` tasks."""
         return BatchRequest(kind="episodes", tasks=int(getattr(self.hparams, "meta_batch", 1)))
@@ -276,8 +283,7 @@ class AdamEpisodicLearner(Learner):
 
     def batch_request(self) -> BatchRequest:
         h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, ways=getattr(h, "train_ways", None),
-                            shots=getattr(h, "train_shots", None), query=getattr(h, "train_query", None))
+        return BatchRequest(kind="episodes", tasks=h.meta_batch, **self.training_episode(vars(h)))
 
 
 def hparam_fields(cls: type) -> dict[str, dataclasses.Field]:

@@ -103,11 +103,15 @@ class Reptile(Learner):
             {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in self.adam_second.items()}
         return InnerOptimizer(h.inner_optimizer, lr, second, self.adam_steps)
 
+    @classmethod
+    def training_episode(cls, hparams):
+        # Reptile trains on all of a task's examples: with train_shots set there is no query part at all
+        shots = hparams.get("train_shots")
+        return {"ways": None, "shots": shots, "query": 0 if shots is not None else None}
+
     def batch_request(self) -> BatchRequest:
-        # Reptile trains on all of a task's examples; the query part carries no special role.
-        h = self.hparams
-        return BatchRequest(kind="episodes", tasks=h.meta_batch, shots=h.train_shots,
-                            query=0 if h.train_shots is not None else None)
+        return BatchRequest(kind="episodes", tasks=self.hparams.meta_batch,
+                            **self.training_episode(vars(self.hparams)))
 
     def _epsilon(self) -> float:
         h = self.hparams

@@ -137,10 +137,13 @@ class Siamese(AdamEpisodicLearner):
         self._cached = None
         self.threshold = state.get("threshold", self.threshold)
 
-    def batch_request(self) -> BatchRequest:
-        h = self.hparams
+    @classmethod
+    def training_episode(cls, hparams):
         # an episode of train_ways classes with train_per_class images each; support/query roles are ignored
-        return BatchRequest(kind="episodes", tasks=1, ways=h.train_ways, shots=1, query=h.train_per_class - 1)
+        return {"ways": hparams.get("train_ways"), "shots": 1, "query": hparams.get("train_per_class", 2) - 1}
+
+    def batch_request(self) -> BatchRequest:
+        return BatchRequest(kind="episodes", tasks=1, **self.training_episode(vars(self.hparams)))
 
     def _embed(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         """One embedding pass over several image sets (the twins share weights, so one pass is both twins)."""

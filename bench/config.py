@@ -55,7 +55,7 @@ AUTOCAST_CHOICES = (None, "bf16")   # the precisions bench.cell.precision() sets
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
 SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "list[str]", "seeds": "list[int]",
-              "profile": "str"}
+              "profile": "str", "reuse": "list[str]"}
 ALGORITHM_KEYS = {"description": "str", "defaults": "dict", "overrides": "dict"}
 TOP_KEYS = {"version": "int", "benchmarks": "dict", "algorithms": "dict", "profiles": "dict", "suites": "dict"}
 
@@ -475,6 +475,15 @@ class Config:
     def suites(self) -> dict[str, dict[str, Any]]:
         return self.raw.get("suites", {})
 
+    def suite_reuse(self, suite: str) -> list[Path]:
+        """The run folders a suite takes finished cells from (bench.reuse): a relative entry of the shipped file
+        is read against the checkout's root (or the working directory for an installed wheel), one of an overlay
+        against the overlay's own folder."""
+        entries = self.suites.get(suite, {}).get("reuse", [])
+        source = self.source_of(f"suites.{suite}.reuse")
+        base = Path(source).parent if source != self.path.name else resources.checkout_root() or Path.cwd()
+        return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+
     @property
     def algorithm_entries(self) -> dict[str, dict[str, Any]]:
         return self.raw.get("algorithms", {}) or {}
@@ -815,12 +824,13 @@ class Config:
                 continue
             h = cell.hparams
             test = (spec["ways"], spec["shots"], spec["test_query"], f"benchmarks.{cell.benchmark}")
-            train_ways = h.get("train_ways") or spec.get("train_ways") or spec["ways"]
-            train_shots = h.get("train_shots") or spec.get("train_shots") or spec["shots"]
-            train_query = h.get("train_query")
+            asked = algorithms.get(cell.algorithm).training_episode(h)  # what its batch_request will ask for
+            train_ways = asked["ways"] or spec.get("train_ways") or spec["ways"]
+            train_shots = asked["shots"] or spec.get("train_shots") or spec["shots"]
+            train_query = asked["query"]
             train_query = spec.get("train_query") or spec["test_query"] if train_query is None else train_query
             train_from = (f"--set {cell.algorithm}.train_ways" if "train_ways" in self.algorithm_sets.get(
-                cell.algorithm, {}) else f"{cell.algorithm}'s train_ways" if h.get("train_ways") else
+                cell.algorithm, {}) else f"{cell.algorithm}'s train_ways" if asked["ways"] else
                 f"benchmarks.{cell.benchmark}.train_ways")
             for part, (ways, shots, query, where) in (("test", test), ("val", test),
                                                       ("train", (train_ways, train_shots, train_query, train_from))):

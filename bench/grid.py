@@ -18,6 +18,7 @@ from bench.config import Cell, Config
 from bench.executors import LocalExecutor
 from bench.readers import read_json
 from bench.results import manifest, write_results
+from bench.reuse import reused_results
 from bench.rundir import RunDir, atomic_write_text, environment, git_commit, new_run_id, provenance, utc_now
 
 
@@ -28,6 +29,12 @@ def default_out(label: str) -> Path:
 
 def cell_file(run: RunDir, cell: Cell) -> Path:
     return run.path / "cells" / f"{cell.benchmark}__{cell.algorithm}__seed{cell.seed}.json"
+
+
+def _keep_cell(run: RunDir, result: CellResult) -> None:
+    """cells/<key>.json: a finished cell's whole result, what --resume reads back."""
+    atomic_write_text(cell_file(run, result.cell),
+                      json.dumps({"config_hash": result.cell.config_hash, **result.to_json()}) + "\n")
 
 
 def finished_results(run: RunDir, cells: list[Cell]) -> dict[str, CellResult]:
@@ -87,12 +94,14 @@ def _run_meta(config: Config, cells: list[Cell], out: Path, previous: dict[str, 
 def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profile: str, data_root=None,
              device: str = "cpu", executor=None, progress: bool = True, sets: tuple[str, ...] = (),
              on_result: Callable[[CellResult], None] | None = None, invocation: dict[str, Any] | None = None,
-             resume: bool = False) -> list[CellResult]:
+             resume: bool = False, reuse: list[Path] = (), notes: Callable[[str], None] | None = None
+             ) -> list[CellResult]:
     """Run every cell through `executor` and keep the run folder current after each finished cell.
 
     Each finished cell is also kept as cells/<key>.json, so `resume=True` skips finished cells (matched by
-    their config hash) and unfinished ones continue from their last checkpoint. The CSVs list cells in grid
-    order whatever order they finish in, so every executor writes the same files.
+    their config hash) and unfinished ones continue from their last checkpoint. Cells finished in a `reuse`
+    folder (same config hash, clean commit: bench.reuse) are taken from it, not run. The CSVs list cells in
+    grid order whatever order they finish in, so every executor writes the same files.
     """
     executor = executor or LocalExecutor()
     run = RunDir(out).open_for_writing()
@@ -106,13 +115,21 @@ def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profil
         def ordered() -> list[CellResult]:
             return sorted(results.values(), key=lambda r: order[r.cell.key])
 
+        taken, problems = reused_results([c for c in cells if c.key not in results], list(reuse))
+        for line in problems + [f"reuse: {k} from {r.reused_from['folder']}" for k, r in taken.items()]:
+            if notes:
+                notes(line)
+        for result in taken.values():
+            results[result.cell.key] = result
+            _keep_cell(run, result)
+        if taken:
+            write_results(run, ordered())
         run.write_manifest(manifest(cells, ordered(), meta, STREAMS))
         todo = [c for c in cells if c.key not in results]
         for result in executor.run(run_cell, todo, data_root=data_root, device=device,
                                    checkpoint_dir=run.checkpoints, progress=progress):
             results[result.cell.key] = result
-            atomic_write_text(cell_file(run, result.cell),
-                              json.dumps({"config_hash": result.cell.config_hash, **result.to_json()}) + "\n")
+            _keep_cell(run, result)
             write_results(run, ordered())
             run.write_manifest(manifest(cells, ordered(), meta, STREAMS))
             if on_result:

@@ -97,5 +97,6 @@ def manifest(cells: list[Cell], results: list[CellResult], meta: dict[str, Any],
                         "test_episode_digest": r.digest if r else "", "tuned": r.tuned if r else {},
                         "resumed_from_iteration": r.resumed_from if r else 0,
                         "native_kernel_used": r.native_kernel_used if r else None,
+                        **({"reused_from": r.reused_from} if r and r.reused_from else {}),
                         "seed_streams": list(streams)})
     return {**meta, "cells": entries}

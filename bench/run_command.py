@@ -182,7 +182,8 @@ def _run_cells(args, invocation: dict, config, cells, out: Path, label: str, pro
             config, cells, out, suite=label, profile=profile, data_root=invocation["data_root"],
             device=invocation["device"], executor=make_executor(args.executor, args.jobs, args.address),
             progress=not (args.no_progress or quiet), sets=tuple(invocation["sets"]), invocation=invocation,
-            resume=bool(args.resume),
+            resume=bool(args.resume), reuse=config.suite_reuse(label),
+            notes=None if quiet else lambda line: print(f"metabench: {line}", file=sys.stderr),
             on_result=None if quiet else
             lambda r: print(f"  {r.cell.key}: {r.status}{' — ' + r.error if r.error else ''}"
                             f" ({r.train_seconds:.0f}s train, {r.eval_seconds:.0f}s eval)", file=sys.stderr))
