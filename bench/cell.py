@@ -286,8 +286,11 @@ def _train_loop(cell: Cell, learner: Learner, gens, source, device, checkpoint_d
 
     bar = tqdm(total=total, initial=state.iteration, desc=cell.key, unit="it", disable=not progress,
                leave=False, mininterval=1.0, dynamic_ncols=True)
+    points = curve_iterations(cell)
     for it in range(state.iteration, total):
         _meta_step(learner, source, gens, device, state, it + 1, log_every, total, bar)
+        if it + 1 in points:  # before any checkpoint of this iteration, so a resumed run has the point too
+            state.curves.append(validation_point(cell, learner, source, device, it + 1))
         if STOP.is_set() and it + 1 < total:
             checkpoint(it + 1)
             bar.close()
@@ -301,6 +304,37 @@ def _train_loop(cell: Cell, learner: Learner, gens, source, device, checkpoint_d
     if shared is not None:
         save_checkpoint(shared, cell, learner, gens, total, state.curves, seconds, extra={"cell": cell.key})
     yield {"train_seconds": seconds, "meta_iters": total, "curves": _tagged(cell, state.curves)}
+
+
+def curve_iterations(cell: Cell) -> set[int]:
+    """The meta-iterations at which the validation curve is measured: `curve_points` evenly spaced ones ending
+    at the last (none for a kind other than classification, or when the budget asks for none)."""
+    total, points = int(cell.budget["meta_iters"]), int(cell.budget.get("curve_points") or 0)
+    if cell.spec.get("kind") != "classification" or not points or not total:
+        return set()
+    return {max(1, round(total * k / points)) for k in range(1, points + 1)}
+
+
+@contextmanager
+def _modes_kept(learner: Learner):
+    """Whatever train/eval modes evaluating sets, training resumes with the modules' own."""
+    modes = [(m, m.training) for module in learner.modules().values() for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def validation_point(cell: Cell, learner: Learner, source, device, iteration: int) -> dict[str, Any]:
+    """Mean query accuracy (%) on `curve_tasks` validation tasks, the same tasks at every point (their own
+    generator, so training's random streams are untouched)."""
+    generator = named_generators(cell.seed, ("validation-curve",))["validation-curve"]
+    batch = source.sample_validation(int(cell.budget.get("curve_tasks") or 25), generator).to(device)
+    with _modes_kept(learner):
+        scores = [float((learner.predict(task).argmax(-1) == task.query_y).float().mean()) for task in batch.tasks()]
+    return {"iteration": iteration, "split": "validation", "metric": "accuracy",
+            "value": 100.0 * sum(scores) / len(scores)}
 
 
 def _meta_step(learner: Learner, source, gens, device, state: _Progress, done: int, log_every: int, total: int,

@@ -33,6 +33,7 @@ from algorithms import nets
 from algorithms.base import KINDS, hparam_fields
 from bench import data, resources
 from bench.errors import CONFIG_HELP, ConfigError  # ConfigError: also importable from here
+from bench.profiles import rule_applies
 
 # the base configuration: the checkout's benchmarks.yaml, or the copy packaged in the wheel (bench/resources.py)
 try:
@@ -50,12 +51,17 @@ BUDGET_KEYS = {
     "cpus": "int",                # intra-op threads per cell (results can depend on it), and Ray's CPU request
     "gpus": "int|float",          # Ray's GPU request per cell
     "autocast": "str|null",       # null: float32; bf16: training and evaluation under torch.autocast(bfloat16)
+    # a validation curve during training (classification): accuracy on the same `curve_tasks` validation tasks at
+    # `curve_points` evenly spaced meta-iterations, into curves.csv (split "validation"). Absent from a profile:
+    # no curve, and the cell's config hash is what it was before these keys existed.
+    "curve_points": "int",
+    "curve_tasks": "int",
 }
 AUTOCAST_CHOICES = (None, "bf16")   # the precisions bench.cell.precision() sets up
 PROFILE_KEYS = {"description": "str", "overrides": "list", **BUDGET_KEYS}
 OVERRIDE_KEYS = {"benchmark": "str", "algorithm": "str", "hparams": "dict", **BUDGET_KEYS}
 SUITE_KEYS = {"description": "str", "benchmarks": "list[str]", "algorithms": "list[str]", "seeds": "list[int]",
-              "profile": "str", "reuse": "list[str]"}
+              "profile": "str", "reuse": "list[str]", "targets": "dict"}
 ALGORITHM_KEYS = {"description": "str", "defaults": "dict", "overrides": "dict"}
 TOP_KEYS = {"version": "int", "benchmarks": "dict", "algorithms": "dict", "profiles": "dict", "suites": "dict"}
 
@@ -74,7 +80,7 @@ REQUIRED_BENCHMARK_KEYS = ("kind", "dataset", "eval_seed", "test_episodes", "bac
 INT_MAX = 2**31 - 1
 BUDGET_RANGES = {"meta_iters": (0, INT_MAX), "test_episodes": (1, INT_MAX), "validation_tasks": (1, INT_MAX),
                  "log_every": (1, INT_MAX), "checkpoint_every": (0, INT_MAX), "eval_batch": (1, INT_MAX),
-                 "cpus": (1, 1024), "gpus": (0, 1024)}
+                 "cpus": (1, 1024), "gpus": (0, 1024), "curve_points": (0, 10_000), "curve_tasks": (1, 100_000)}
 BENCHMARK_RANGES = {"eval_seed": (0, 2**63 - 1), "test_episodes": (1, INT_MAX)}  # + the dataset's own ranges
 # Hyper-parameters by name, whichever algorithm (or plugin) declares them; a plugin may also give its own field
 # a range with dataclasses.field(metadata={"range": (low, high)}).
@@ -628,6 +634,22 @@ class Config:
     def _matching_algorithms(self, pattern: str) -> list[str]:
         return [a for a in algorithms.names(pattern)]
 
+    @staticmethod
+    def _validate_targets(c: _Checker, where: str, targets: dict, benches: list[str]) -> None:
+        """targets: {benchmark: {algorithm: number}}, the headline value a cell should reach (the docs' tables
+        say where a cell falls short, with its budget and the paper's)."""
+        for bench, per_algorithm in targets.items():
+            if bench not in benches:
+                c.fail(f"{where}.targets.{bench}", f"not a benchmark of this suite; use one of {', '.join(benches)}")
+            elif not isinstance(per_algorithm, dict):
+                c.fail(f"{where}.targets.{bench}", "expected a mapping {algorithm: number}")
+            else:
+                for algorithm, value in per_algorithm.items():
+                    c.value(value, "float", f"{where}.targets.{bench}.{algorithm}", None)
+                    if algorithm not in algorithms.names():
+                        c.fail(f"{where}.targets.{bench}.{algorithm}",
+                               f"unknown algorithm{algorithms.suggest(str(algorithm), algorithms.names())}")
+
     def _validate_suite(self, c: _Checker, name: str, suite: Any) -> None:
         where = f"suites.{name}"
         c.keys(suite, SUITE_KEYS, where, ranges={"seeds": (0, 2**63 - 1)})
@@ -645,6 +667,7 @@ class Config:
         if "profile" in suite and suite["profile"] not in self.profiles:
             c.name(suite["profile"], list(self.profiles), f"{where}.profile", "profile")
         benches = self.expand_benchmarks(suite["benchmarks"])
+        self._validate_targets(c, where, suite.get("targets") or {}, benches)
         for pattern in suite["algorithms"]:
             if any(ch in pattern for ch in "*?["):
                 continue
@@ -725,8 +748,7 @@ class Config:
 
     def _profile_rules(self, profile: str, benchmark: str, algorithm: str, numbered: bool = False) -> list:
         rules = [(i, rule) for i, rule in enumerate(self.profiles[profile].get("overrides") or [])
-                 if fnmatch.fnmatchcase(benchmark, rule.get("benchmark", "*"))
-                 and fnmatch.fnmatchcase(algorithm, rule.get("algorithm", "*"))]
+                 if rule_applies(rule, benchmark, algorithm)]
         return rules if numbered else [rule for _, rule in rules]
 
     def budget(self, algorithm: str, benchmark: str, profile: str) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def benchmark_kinds(manifests: list[dict]) -> dict[str, str]:
     return kinds
 
 
-def _cell_statuses(runs: Runs) -> dict[tuple, str]:
+def cell_statuses(runs: Runs) -> dict[tuple, str]:
     """(benchmark, algorithm, seed) -> status of every cell the folders have rows or manifest entries for."""
     present: dict[tuple, str] = {}
     for row in runs.per_seed.itertuples():
@@ -129,7 +129,7 @@ def grid_problems(runs: Runs) -> tuple[list[str], list[str]]:
     """(missing, failed) cell keys. Expected cells: every seed that appears × every (benchmark, algorithm)
     where the algorithm appears on some benchmark of that benchmark's kind."""
     kinds = benchmark_kinds(runs.manifests)
-    present = _cell_statuses(runs)
+    present = cell_statuses(runs)
     benches = list(dict.fromkeys(k[0] for k in present))
     seeds = list(dict.fromkeys(k[2] for k in present))
     by_kind: dict[str, list[str]] = {}

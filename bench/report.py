@@ -36,6 +36,7 @@ from bench.leaderboard import (  # noqa: F401
 from bench.leaderboard import duration as _duration  # noqa: F401  (older names)
 from bench.leaderboard import sources as _sources
 from bench.metrics import Headlines
+from bench.pivot import pivot_table
 from bench.rundir import RunDirError, atomic_write_csv, atomic_write_text, provenance_differences
 
 PUBLISHED_CSV = resources.published_csv()  # the checkout's results/published.csv, or the wheel's copy
@@ -164,6 +165,9 @@ def add_arguments(p) -> None:
     p.add_argument("--benchmark", action="append", default=[], metavar="PATTERN",
                    help="only these benchmarks (wildcards; repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="NAME", help="only these metrics (repeatable)")
+    p.add_argument("--pivot", action="store_true",
+                   help="the papers' layout: a row per algorithm, a column per benchmark, each cell 'ours ± CI / "
+                        "published', with notes on cells below their suite's targets (md and csv)")
     p.add_argument("--embed", action="store_true",
                    help="markdown without a title, with bold captions: for a table inside another document")
 
@@ -221,7 +225,23 @@ def _selected(board: pd.DataFrame, args) -> pd.DataFrame:
     return board
 
 
+def render_pivot(board: pd.DataFrame, runs: Runs, args) -> str:
+    table = pivot_table(board, runs)
+    if args.format == "csv":
+        return table.to_csv(index=False, lineterminator="\n")
+    out = [] if getattr(args, "embed", False) else ["# metabench table", ""]
+    out += [*[f"- {line}" for line in _header(runs)], "",
+            "Accuracy % (the benchmarks' headline metric): ours, mean ± 95% CI / published; notes: cells below the "
+            "suite's target, with the meta-iterations they trained for and the `paper` profile's.", "",
+            _markdown_table(table), ""]
+    return "\n".join(out)
+
+
 def _render(board: pd.DataFrame, runs: Runs, args) -> str:
+    if getattr(args, "pivot", False):
+        if args.format == "html":
+            raise RunDirError("--pivot: --format md or csv")
+        return render_pivot(board, runs, args)
     if args.format == "csv":
         return board.to_csv(index=False, float_format="%.10g", lineterminator="\n")
     if args.format == "md":
