@@ -84,7 +84,9 @@ def _run_meta(config: Config, cells: list[Cell], out: Path, previous: dict[str, 
     """The manifest's run-level fields; a resumed run keeps its start time and adds to its list of resumptions."""
     return {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
             "config_files": [str(config.path), *map(str, config.overlays)],
-            "config_hash": _grid_hash(cells), "set": list(sets), **git_commit(),
+            "config_hash": _grid_hash(cells), "set": list(sets),
+            # what the suite's cells should reach (its `targets`, overlays included), for the pivoted table
+            "targets": config.suites.get(suite, {}).get("targets") or {}, **git_commit(),
             "environment": environment(device), "provenance": provenance(),
             "data_root": str(datasets.data_root(data_root)),
             "invocation": invocation or {}, "started": previous.get("started", utc_now()),

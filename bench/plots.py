@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
 from bench import __version__ as metabench_version  # noqa: E402
-from bench import latex, leaderboard, stats, style  # noqa: E402
+from bench import budget_progress, latex, leaderboard, profiles, stats, style  # noqa: E402
 from bench.errors import UserError  # noqa: E402
 from bench.rundir import RunDir, RunDirError, atomic_write_csv, atomic_write_text  # noqa: E402
 
@@ -448,6 +448,41 @@ def training_curves(runs: list[RunDir], out: Path) -> list[Path]:
     outer_labels(axes, "meta-iteration", "training loss", _columns(len(benchmarks)))
     shared_legend(fig, axes)
     return save(fig, out, "training-curves")
+
+
+@figure("budget-curves", "validation accuracy against meta-iterations (log axis), with each published value "
+                         "drawn at the paper's budget, per benchmark")
+def budget_curves(runs: list[RunDir], out: Path) -> list[Path]:
+    needs = ("needs validation curves (split validation in curves.csv: a run whose budget sets curve_points, "
+             "e.g. metabench run omniglot-table)")
+    curves = budget_progress.validation_curves([r.path for r in runs])
+    if curves.empty:
+        raise FigureDataError(needs)
+    board = _leaderboard(runs, needs)
+    config = profiles.packaged_config()
+    benchmarks = style.benchmark_order(curves["benchmark"])
+    fig, axes = panels(len(benchmarks))
+    for ax, bench in zip(axes, benchmarks):
+        part = curves[curves["benchmark"] == bench]
+        for algo in style.algorithm_order(part["algorithm"]):
+            ident, line = style.identity(algo), part[part["algorithm"] == algo].sort_values("iteration")
+            ax.plot(line["iteration"], line["value"], color=ident.color, linestyle=ident.linestyle,
+                    marker=ident.marker, ms=3, label=ident.display, gid=f"algorithm:{algo}")
+            published = board[(board["benchmark"] == bench) & (board["algorithm"] == algo)
+                              & (board["metric"] == line["metric"].iloc[0])]["paper_value"].dropna()
+            paper_iters = profiles.paper_meta_iters(bench, algo, config)
+            if len(published) and paper_iters:  # the paper's own point: its value at its budget
+                ax.plot([paper_iters], [float(published.iloc[0])], color=ident.color, marker=ident.marker, ms=8,
+                        markerfacecolor="none", linestyle="none", gid=f"published:{algo}")
+        log_axis(ax, "x")
+        ax.grid(alpha=0.3)
+    drawn(benchmarks)
+    label_panels(axes, [style.benchmark_display(b) for b in benchmarks])
+    axes[0].plot([], [], color=style.GREY, marker="o", markerfacecolor="none", linestyle="none",
+                 label="published (paper's budget)")
+    outer_labels(axes, "meta-iteration", "validation accuracy (%)", _columns(len(benchmarks)))
+    shared_legend(fig, axes)
+    return save(fig, out, "budget-curves")
 
 
 @figure("reptile-vs-maml-vs-pretrain",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import resources, stats
+from bench.budget_progress import progress
 from bench.leaderboard import (  # noqa: F401
     SETTING_ORDER,
     SINE_SHOWN,
@@ -50,9 +51,17 @@ class IncompleteGridError(RunDirError):
 # rendering
 
 
-def _display(board: pd.DataFrame) -> pd.DataFrame:
+def _budget_used(fraction: float, paper_iters) -> str:
+    if pd.isna(fraction):
+        return ""
+    share = f"{100 * fraction:.2g}%" if fraction < 0.1 else f"{100 * fraction:.0f}%"
+    return f"{share} of {int(paper_iters):,}"
+
+
+def _display(board: pd.DataFrame, runs: Runs) -> pd.DataFrame:
     over = [f"{int(n)} seeds" if m == "t-seeds" else f"{int(n)} episodes"
             for n, m in zip(board["n"], board["ci_method"])]
+    done = progress(board, runs)
     inside = board["inside_paper_ci"].map(lambda v: "–" if v is None or pd.isna(v) else ("yes" if v else "no"))
     return pd.DataFrame({
         "algorithm": board["algorithm"], "metric": board["metric"],
@@ -62,6 +71,8 @@ def _display(board: pd.DataFrame) -> pd.DataFrame:
         "Δ": board["delta"].map(lambda d: "" if pd.isna(d) else f"{d:+.3g}"),
         "inside published CI": inside.where(board["paper_value"].notna(), ""),
         "meta-iters": board["meta_iters"].map(lambda x: "" if pd.isna(x) else str(int(x))),
+        "paper's budget used": [_budget_used(f, p) for f, p in zip(done["budget_fraction"], done["paper_meta_iters"])],
+        "published reached at": done["reached_at"],
         "train time": board["train_seconds"].map(_duration)})
 
 
@@ -90,7 +101,7 @@ def render_markdown(board: pd.DataFrame, runs: Runs, embed: bool = False) -> str
     out = [] if embed else ["# metabench leaderboard", ""]
     out += [*[f"- {line}" for line in _header(runs)], ""]
     for bench, group in board.groupby("benchmark", sort=False):
-        out += [f"**{bench}**" if embed else f"## {bench}", "", _markdown_table(_display(group)), ""]
+        out += [f"**{bench}**" if embed else f"## {bench}", "", _markdown_table(_display(group, runs)), ""]
         cited = _sources(group)
         if cited:
             out += ["Published numbers:", "", *[f"- {s}" for s in cited], ""]
@@ -102,7 +113,8 @@ def render_html(board: pd.DataFrame, runs: Runs) -> str:
              "<h1>metabench leaderboard</h1><ul>", *[f"<li>{html.escape(line)}</li>" for line in _header(runs)],
              "</ul>"]
     for bench, group in board.groupby("benchmark", sort=False):
-        parts += [f"<h2>{html.escape(str(bench))}</h2>", _display(group).to_html(index=False, escape=True, border=0)]
+        parts += [f"<h2>{html.escape(str(bench))}</h2>",
+                  _display(group, runs).to_html(index=False, escape=True, border=0)]
         cited = _sources(group)
         if cited:
             parts += ["<p>Published numbers:</p><ul>", *[f"<li>{html.escape(s)}</li>" for s in cited], "</ul>"]
