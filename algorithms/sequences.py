@@ -23,8 +23,9 @@ learner is scored on what it has seen before each label arrives, exactly as in M
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -181,6 +182,13 @@ class SequenceHparams:
     protocol: str = "sequence"         # "sequence" (labels attached, queries unlabelled) or "stream" (MANN)
     backbone: str | None = None        # a name in algorithms.nets, "pixels", or None: the benchmark's
     pixel_size: int = 0                # backbone "pixels": resize to this square size first (0: keep)
+    # a curriculum over ways: training episodes start with this many classes and grow linearly to the benchmark's
+    # ways at `curriculum_until` of the run (0: off). A k-way episode's labels land on k random label slots of
+    # the benchmark's ways, so every slot is trained from the start. Added after results were committed: at
+    # these defaults they leave a cell's config hash as it was (hash_neutral, bench.config.Cell.config_hash).
+    curriculum_ways: int = field(default=0, metadata={"hash_neutral": True})
+    curriculum_until: float = field(default=0.5, metadata={"hash_neutral": True})
+    curriculum_spread: bool = field(default=True, metadata={"hash_neutral": True})  # false: labels 0..k-1
 
 
 class SequenceLearner(AdamEpisodicLearner):
@@ -239,9 +247,31 @@ class SequenceLearner(AdamEpisodicLearner):
         support_logits, query_logits = self.model(*steps)
         return support_logits, query_logits, support_y
 
+    def training_ways(self) -> int | None:
+        """The curriculum's ways for the next training episodes (None: no curriculum, the benchmark's)."""
+        h = self.hparams
+        if not h.curriculum_ways or h.curriculum_ways >= self.ways:
+            return None
+        done = self.schedule.last_epoch / max(1.0, h.curriculum_until * max(1, self.meta_iters))
+        return min(self.ways, round(h.curriculum_ways + (self.ways - h.curriculum_ways) * min(1.0, done)))
+
+    def batch_request(self):
+        request = super().batch_request()
+        ways = self.training_ways()
+        return request if ways is None else dataclasses.replace(request, ways=ways)
+
+    def _spread_labels(self, batch: EpisodeBatch) -> EpisodeBatch:
+        """A k-way episode's labels 0..k-1 moved to k random slots of the benchmark's ways, per episode."""
+        slots = torch.rand(len(batch), self.ways, generator=self.generators["algorithm"]).argsort(-1)
+        slots = slots[:, :batch.ways].to(batch.support_y.device)
+        return dataclasses.replace(batch, support_y=slots.gather(1, batch.support_y),
+                                   query_y=slots.gather(1, batch.query_y), ways=self.ways)
+
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
         self.embedding.train()
         self.model.train()
+        if batch.ways < self.ways and self.hparams.curriculum_spread:
+            batch = self._spread_labels(batch)
         order = shuffled_order(len(batch), batch.support_x.shape[1], self.generators["algorithm"])
         support_logits, query_logits, support_y = self._logits(batch.support_x, batch.support_y, batch.query_x,
                                                                 order)

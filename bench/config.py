@@ -93,7 +93,9 @@ HPARAM_RANGES = {
     # train_query 0: the sequence learners' stream protocol has no separate queries
     **{k: (0, INT_MAX) for k in ("train_query", "query", "inner_steps", "test_inner_steps", "lr_halve_every",
                                  "select_every", "imitate_iters", "updates", "test_updates", "fce_steps",
-                                 "n_hallucinated", "record_runs", "record_episodes", "select_runs", "head_epochs")},
+                                 "n_hallucinated", "record_runs", "record_episodes", "select_runs", "head_epochs",
+                                 "curriculum_ways")},
+    "curriculum_until": (0.001, 1.0),
 }
 LEARNING_RATE = re.compile(r"(^|_)lr($|_)")  # lr, inner_lr, meta_lr, lr_final...: never negative
 
@@ -230,8 +232,21 @@ class Cell:
         # The headline metric's declaration (name, direction) says how results are read, not how the cell trains
         # or what it measures: left out, so declaring it kept every committed run folder's hash (and --resume).
         resolved["spec"] = {k: v for k, v in self.spec.items() if k != "metric"}
+        # A hyper-parameter added later with a default that keeps the old behaviour (field metadata
+        # hash_neutral) is left out at that default, so adding it re-identifies no existing cell.
+        neutral = neutral_defaults(self.algorithm)
+        resolved["hparams"] = {k: v for k, v in self.hparams.items() if k not in neutral or neutral[k] != v}
         text = json.dumps(resolved, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def neutral_defaults(algorithm: str) -> dict[str, Any]:
+    """{field: default} of an algorithm's hyper-parameters marked `metadata={"hash_neutral": True}`."""
+    try:
+        fields = hparam_fields(algorithms.get(algorithm))
+    except KeyError:  # an algorithm no longer registered (a plugin not loaded): nothing to leave out
+        return {}
+    return {name: f.default for name, f in fields.items() if f.metadata.get("hash_neutral")}
 
 
 # ---------------------------------------------------------------------------------------------------------

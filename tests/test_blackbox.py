@@ -235,3 +235,40 @@ def test_learners_train_on_pixel_streams_without_queries_and_report_instances(na
                       torch.arange(3).repeat_interleave(10), 3, 1)
     assert learner.predict(episode).shape == (30, 3)
     assert set(learner.extra_metrics(episode)) == {f"acc@instance{k}" for k in (1, 2, 5, 10)}
+
+
+def test_curriculum_over_ways_grows_linearly_and_spreads_labels_over_every_slot():
+    """curriculum_ways: training episodes start with fewer classes and grow to the benchmark's ways at
+    curriculum_until of the run; a k-way episode's labels land on k random slots, the same slot for a class's
+    support and queries, different slots in different episodes."""
+    import algorithms
+    from algorithms.base import EpisodeBatch, ProblemSpec
+    cls = algorithms.get("blackbox-lstm")
+    problem = ProblemSpec(kind="classification", input_shape=(1, 8, 8), ways=20, shots=1, output_dim=20,
+                          backbone="conv4")
+    gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
+    settings = dict(backbone="pixels", train_query=2, meta_batch=3, hidden=8)
+    learner = cls(problem, cls.Hparams(curriculum_ways=5, curriculum_until=0.5, **settings), torch.device("cpu"),
+                  gens)
+    learner.meta_iters = 100
+    ways = []
+    for step in (0, 10, 25, 49, 50, 99):
+        learner.schedule.last_epoch = step
+        ways.append(learner.batch_request().ways)
+    assert ways == [5, 8, 12, 20, 20, 20]
+    assert cls(problem, cls.Hparams(**settings), torch.device("cpu"), gens).batch_request().ways is None
+
+    g = torch.Generator().manual_seed(2)
+    support_y = torch.arange(5).expand(3, -1)
+    query_y = torch.arange(5).repeat_interleave(2).expand(3, -1)
+    batch = EpisodeBatch(torch.rand(3, 5, 1, 8, 8, generator=g), support_y, torch.rand(3, 10, 1, 8, 8, generator=g),
+                         query_y, 5, 1)
+    spread = learner._spread_labels(batch)
+    assert spread.ways == 20 and int(spread.support_y.max()) < 20
+    for t in range(3):
+        slots = spread.support_y[t]
+        assert len(set(slots.tolist())) == 5                                   # distinct slots per class
+        assert torch.equal(spread.query_y[t], slots.repeat_interleave(2))      # queries follow their class
+    assert not torch.equal(spread.support_y[0], spread.support_y[1])           # a new draw per episode
+    learner.schedule.last_epoch = 0
+    assert torch.isfinite(torch.tensor(learner.meta_train_step(batch)["loss"]))
