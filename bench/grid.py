@@ -81,16 +81,23 @@ def _grid_hash(cells: list[Cell]) -> str:
 def _run_meta(config: Config, cells: list[Cell], out: Path, previous: dict[str, Any], *, suite: str, profile: str,
               data_root, device: str, sets: tuple[str, ...], invocation: dict[str, Any] | None,
               resume: bool) -> dict[str, Any]:
-    """The manifest's run-level fields; a resumed run keeps its start time and adds to its list of resumptions."""
+    """The manifest's run-level fields. A resumed run keeps its start time and the commit it started on, and adds
+    to its lists of resumptions: when (`resumed`) and on which commit (`resumed_on`), so a run continued on other
+    code says so."""
+    commit = git_commit()
+    now = utc_now()
+    started_on = {k: previous.get(k, v) for k, v in commit.items()} if resume else commit
     return {"run_id": out.name, "suite": suite, "profile": profile, "config_file": str(config.path),
             "config_files": [str(config.path), *map(str, config.overlays)],
             "config_hash": _grid_hash(cells), "set": list(sets),
             # what the suite's cells should reach (its `targets`, overlays included), for the pivoted table
-            "targets": config.suites.get(suite, {}).get("targets") or {}, **git_commit(),
+            "targets": config.suites.get(suite, {}).get("targets") or {}, **started_on,
             "environment": environment(device), "provenance": provenance(),
             "data_root": str(datasets.data_root(data_root)),
-            "invocation": invocation or {}, "started": previous.get("started", utc_now()),
-            "resumed": previous.get("resumed", []) + ([utc_now()] if resume else []), "finished": None}
+            "invocation": invocation or {}, "started": previous.get("started", now),
+            "resumed": previous.get("resumed", []) + ([now] if resume else []),
+            "resumed_on": previous.get("resumed_on", []) + ([{"at": now, **commit}] if resume else []),
+            "finished": None}
 
 
 def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profile: str, data_root=None,

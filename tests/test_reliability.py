@@ -89,6 +89,10 @@ def test_finished_cells_are_not_rerun_on_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "cells" / "sine-k5__pretrain__seed0.json").stat().st_mtime_ns == before
     assert (out / "cells" / "sine-k5__maml__seed0.json").exists()
+    # the manifest keeps the commit the run started on and records the one each resumption ran on
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["resumed"]) == len(manifest["resumed_on"]) == 1
+    assert manifest["resumed_on"][0]["commit"] == manifest["commit"] and "at" in manifest["resumed_on"][0]
 
 
 def test_resume_with_changed_config_is_refused_naming_the_keys(tmp_path):
