@@ -17,8 +17,9 @@ and a learned affine map of −D (a Platt calibration) for the other two.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -42,6 +43,38 @@ class SiameseHparams:
     train_ways: int = 20              # classes per training batch
     train_per_class: int = 5          # images per class in a training batch (pairs: all of them)
     backbone: str | None = None
+    # Koch et al. Sec. 4.3: every training image through a random affine distortion (rotation, shear, scale,
+    # translation, each component present with probability 0.5); off by default, and then hash-neutral
+    distort: bool = field(default=False, metadata={"hash_neutral": True})
+
+
+# Koch et al.'s distortion ranges: rotation ±10°, shear ±0.3, scale 0.8-1.2, translation ±2 px of 105 (as a fraction of
+# the image, so a 28x28 image shifts by the same share)
+ROTATION_DEG, SHEAR, SCALE, SHIFT = 10.0, 0.3, (0.8, 1.2), 2.0 / 105.0
+
+
+def affine_distort(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Images [N, C, H, W] each under its own random affine map (Koch et al. 2015, Sec. 4.3), drawn on the CPU
+    from `generator`; zero padding is "no ink" (the Omniglot images have strokes 1, paper 0)."""
+    n = x.shape[0]
+
+    def draw(low, high, size=()):
+        value = low + (high - low) * torch.rand(n, *size, generator=generator)
+        keep = torch.rand(n, *([1] * len(size)), generator=generator) < 0.5  # each component with p = 0.5
+        return torch.where(keep, value, torch.zeros_like(value))
+
+    angle = torch.deg2rad(draw(-ROTATION_DEG, ROTATION_DEG))
+    shear = draw(-SHEAR, SHEAR, (2,))
+    scale = 1.0 + draw(SCALE[0] - 1.0, SCALE[1] - 1.0, (2,))
+    shift = draw(-2 * SHIFT, 2 * SHIFT, (2,))  # affine_grid's coordinates span 2 per image width
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shearing = torch.eye(2).repeat(n, 1, 1)
+    shearing[:, 0, 1], shearing[:, 1, 0] = shear[:, 0], shear[:, 1]
+    linear = rotation @ shearing @ torch.diag_embed(scale)
+    theta = torch.cat([linear, shift.unsqueeze(-1)], dim=-1).to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class PairHead(nn.Module):
@@ -166,6 +199,10 @@ class Siamese(AdamEpisodicLearner):
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
         self._cached = None
         self.net.train()
+        if self.hparams.distort:
+            gen = self.generators["algorithm"]
+            batch = dataclasses.replace(batch, support_x=affine_distort(batch.support_x.flatten(0, 1), gen).view_as(
+                batch.support_x), query_x=affine_distort(batch.query_x.flatten(0, 1), gen).view_as(batch.query_x))
         zs, zq = self._embed(batch.support_x, batch.query_x)
         losses, accs = [], []
         for t in range(len(batch)):

@@ -179,3 +179,19 @@ def test_baselinepp_uses_cosine_classifiers():
     learner.meta_train_step(batch)
     logits = learner.predict(episode())
     assert logits.shape == (15, 5) and float(logits.abs().max()) <= 2.0 + 1e-5  # |scale * cos| <= scale
+
+
+def test_koch_affine_distortion_moves_ink_within_its_ranges():
+    """siamese.distort (Koch et al. Sec. 4.3): each image under its own random affine map; the same generator
+    state gives the same images; ink is neither created nor lost beyond what a 0.8-1.2 scale allows."""
+    import torch
+
+    from algorithms.siamese import affine_distort
+    x = torch.zeros(32, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0
+    y = affine_distort(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0 + 1e-6
+    assert torch.equal(y, affine_distort(x, torch.Generator().manual_seed(0)))
+    mass = y.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert bool(((mass > 0.8**2 * 0.9) & (mass < 1.2**2 * 1.1)).all())
+    assert int((y != x).flatten(1).any(1).sum()) >= 28  # nearly every image is changed (p = 1/16 of none)
