@@ -286,7 +286,14 @@ def shared_legend(fig, axes, title: str | None = None, neutral: bool = False) ->
     if neutral:
         entries = {label: _neutral(handle) for label, handle in entries.items()}
     cols = min(len(entries), 3 if _style() == "paper" and len(axes) == 1 else 6)
-    fig.legend(list(entries.values()), list(entries.keys()), loc="outside lower center", ncols=cols, title=title)
+    renderer = fig.canvas.get_renderer()
+    while True:  # fewer columns (more rows) until the legend is no wider than the figure: wider, it is clipped
+        legend = fig.legend(list(entries.values()), list(entries.keys()), loc="outside lower center", ncols=cols,
+                            title=title)
+        if cols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return
+        legend.remove()
+        cols -= 1
 
 
 def _neutral(handle):
