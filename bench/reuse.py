@@ -70,17 +70,19 @@ def _rows(folder: Path, name: str, columns: list[str], cell: Cell) -> list[dict[
     path = folder / name
     if not path.is_file():
         return []
-    frame = read_csv(path, columns, what=name)
-    mine = frame[(frame["benchmark"] == cell.benchmark) & (frame["algorithm"] == cell.algorithm)
+    return _of_cell(read_csv(path, columns, what=name), cell).reindex(columns=columns).to_dict("records")
+
+
+def _of_cell(frame: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """The rows of one cell (seed compared as text: summary.csv also has seed 'all')."""
+    return frame[(frame["benchmark"] == cell.benchmark) & (frame["algorithm"] == cell.algorithm)
                  & (frame["seed"].astype(str) == str(cell.seed))]
-    return mine.reindex(columns=columns).to_dict("records")
 
 
 def _rebuild(cell: Cell, entry: dict[str, Any], folder: Path, manifest: dict[str, Any]) -> CellResult:
     summary = read_csv(folder / "summary.csv", ["benchmark", "algorithm", "seed", "train_seconds",
                                                 "eval_seconds", "meta_iters"], what="summary.csv")
-    row = summary[(summary["benchmark"] == cell.benchmark) & (summary["algorithm"] == cell.algorithm)
-                  & (summary["seed"].astype(str) == str(cell.seed))]
+    row = _of_cell(summary, cell)
     if row.empty:
         raise RunDirError(f"{folder / 'summary.csv'}: no row for {cell.key}, which its manifest lists as ok")
     episodes = _rows(folder, "episodes.csv", EPISODE_COLUMNS, cell)

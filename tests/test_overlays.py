@@ -166,3 +166,15 @@ def test_config_show_marks_overlay_values(tmp_path):
     assert json.loads(proc.stdout)["hparams"]["inner_lr"]["from"].startswith(str(overlay))
     bad = metabench("config", "show", "--cell", "sine-k5/maml")
     assert bad.returncode == 2 and "BENCHMARK/ALGORITHM/SEED" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("targets, message", [
+    ("{sine-k10: {maml: 1}}", "suites.ci.targets.sine-k10: not a benchmark of this suite; use one of sine-k5"),
+    ("{sine-k5: {mamll: 1}}", "suites.ci.targets.sine-k5.mamll: unknown algorithm (did you mean 'maml'"),
+    ("{sine-k5: {maml: low}}", "suites.ci.targets.sine-k5.maml: expected a number, got str 'low'"),
+    ("{sine-k5: 3}", "suites.ci.targets.sine-k5: expected a mapping {algorithm: number}"),
+])
+def test_bad_suite_targets_are_one_line_errors_naming_the_key(tmp_path, targets, message):
+    text = CI_SUITE.replace("    profile: smoke\n", f"    profile: smoke\n    targets: {targets}\n")
+    overlay = write(tmp_path, "ci.yaml", text)
+    assert message in one_line_error([overlay])
