@@ -13,7 +13,6 @@ import json
 import math
 import os
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -33,19 +32,12 @@ from bench.config import AUTOCAST_CHOICES, Cell
 from bench.episodes import digest, named_generators
 from bench.evaluate import evaluate, frozen_episodes
 from bench.rundir import pid_alive
+from bench.stop import STOP, RunInterrupted
 
 STREAMS = ("init", "train_episodes", "validation", "algorithm")
 
-# Set by the first Ctrl-C (bench.cli): the training loop stops at the next iteration boundary, writes a
-# checkpoint and raises RunInterrupted, so `metabench run --resume` continues exactly where it stopped.
-STOP = threading.Event()
-
 # Budget keys that only change evaluation or tuning, never what meta-training produces.
 EVALUATION_BUDGET_KEYS = ("test_episodes", "validation_tasks")
-
-
-class RunInterrupted(Exception):
-    """Training was stopped on request after a checkpoint was written; the cell is unfinished, not failed."""
 
 
 @dataclass

@@ -12,8 +12,10 @@ its qualified name), so they run the same code as the driver.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 from bench.allocator import keep_freed_memory
 from bench.config import Cell
+from bench.stop import STOP, RunInterrupted
 
 CellFunction = Callable[..., Any]   # run_cell(cell, data_root=, device=, checkpoint_dir=, progress=) -> CellResult
 
@@ -37,9 +40,12 @@ class LocalExecutor:
                            progress=progress)
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C is the driver's business: it stops handing out cells and shuts the pool down.
+def _init_worker(stop) -> None:
+    """A pool worker ignores Ctrl-C (the terminal sends it to every process of the group; stopping is the driver's
+    call) and relays the driver's stop request to its own STOP, so its cell checkpoints at the next meta-iteration
+    instead of running to the end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=lambda: (stop.wait(), STOP.set()), daemon=True, name="metabench-stop").start()
 
 
 def _run_in_worker(run_cell: CellFunction, cell: Cell, data_root, device: str, checkpoint_dir, threads: int):
@@ -49,9 +55,14 @@ def _run_in_worker(run_cell: CellFunction, cell: Cell, data_root, device: str, c
 
 
 class ProcessPoolCellExecutor:
-    """A pool of `jobs` processes, one cell each at a time."""
+    """A pool of `jobs` processes, one cell each at a time.
+
+    Ctrl-C (the driver's STOP) reaches the workers through a process-shared event: cells not started are
+    cancelled, running ones checkpoint at their next meta-iteration, cells that finish meanwhile are still
+    yielded, and then RunInterrupted is raised, as the in-process executor does."""
 
     name = "pool"
+    poll_seconds = 0.2   # how often the driver looks at STOP while it waits for cells
 
     def __init__(self, jobs: int):
         self.jobs = max(1, int(jobs))
@@ -59,18 +70,33 @@ class ProcessPoolCellExecutor:
     def run(self, run_cell: CellFunction, cells, *, data_root=None, device="cpu", checkpoint_dir=None,
             progress=True):
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        with ProcessPoolExecutor(self.jobs, initializer=_ignore_sigint) as pool:
+        context = multiprocessing.get_context()
+        stop = context.Event()
+        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
+                                 initargs=(stop,)) as pool:
             pending = {pool.submit(_run_in_worker, run_cell, cell, data_root, device, checkpoint_dir, threads)
                        for cell in cells}
+            interrupted: RunInterrupted | None = None
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+                    if STOP.is_set() and not stop.is_set():
+                        stop.set()
+                        interrupted = RunInterrupted("stopped by request")
+                        pending = {f for f in pending if not f.cancel()}
                     for future in done:
-                        yield future.result()
+                        if future.cancelled():
+                            continue
+                        try:
+                            yield future.result()
+                        except RunInterrupted as exc:
+                            interrupted = exc
             except BaseException:
                 for future in pending:
                     future.cancel()
                 raise
+            if interrupted is not None:
+                raise interrupted
 
 
 def _ray():
@@ -110,7 +136,11 @@ class RayExecutor:
                            "num_gpus": float(cell.budget.get("gpus") or 0)}
                 refs[task.options(**options).remote(run_cell, cell, data_root, device, checkpoint_dir)] = cell
             while refs:
-                done, _ = ray.wait(list(refs), num_returns=1)
+                # Ray tasks cannot be asked to checkpoint: on Ctrl-C they are cancelled (the except below) and
+                # resume from their last periodic checkpoint.
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=ProcessPoolCellExecutor.poll_seconds)
+                if STOP.is_set():
+                    raise RunInterrupted("stopped by request")
                 for ref in done:
                     refs.pop(ref)
                     yield ray.get(ref)

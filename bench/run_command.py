@@ -14,7 +14,6 @@ import torch
 
 import algorithms
 from bench import data, plots, stats  # plots loads matplotlib: a broken install fails before training
-from bench.cell import STOP, RunInterrupted
 from bench.config import Config
 from bench.errors import CONFIG_HELP, EXIT_FAILED_CELLS, EXIT_OK, UserError
 from bench.executors import make_executor
@@ -22,6 +21,7 @@ from bench.grid import changed_cells, default_out, run_grid
 from bench.listing import print_table
 from bench.results import summary_table
 from bench.rundir import RunDir, RunDirError
+from bench.stop import STOP, RunInterrupted
 
 MAX_SEEDS = 10_000
 # regression curves have a point per adaptation step: the run's table shows only these, the CSVs keep all

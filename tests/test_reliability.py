@@ -78,6 +78,24 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(tmp_path, uninterrupted):
     assert (out / "episodes.csv").read_bytes() == (uninterrupted / "episodes.csv").read_bytes()
 
 
+def test_ctrl_c_reaches_the_cells_of_a_process_pool(tmp_path, uninterrupted):
+    """With --jobs the cells run in workers that ignore SIGINT (here it reaches the driver only, as `kill -INT`
+    does): the driver must still stop them at their next meta-iteration, not let them run their cells out."""
+    out = tmp_path / "run"
+    proc = start(*SINE_MAML, "--jobs", "2", "--out", str(out))
+    wait_for(out / "checkpoints" / "sine-k5__maml__seed0.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["finished"] is None and manifest["cells"][0]["status"] == "pending"
+    resumed = metabench("run", "--resume", str(out), "--jobs", "2", *QUICK)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "manifest.json").read_text())["cells"][0]["resumed_from_iteration"] > 0
+    assert (out / "episodes.csv").read_bytes() == (uninterrupted / "episodes.csv").read_bytes()
+
+
 def test_finished_cells_are_not_rerun_on_resume(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--benchmark", "sine-k5", "--algorithm", "pretrain", "--algorithm", "maml", "--profile", "smoke",
@@ -207,6 +225,25 @@ def test_ray_executor_gives_the_local_results(tmp_path):
         remote = pd.read_csv(tmp_path / "ray" / name)
         drop = [c for c in ("train_seconds", "eval_seconds") if c in local.columns]
         pd.testing.assert_frame_equal(local.drop(columns=drop), remote.drop(columns=drop))
+
+
+def test_ctrl_c_stops_a_ray_run_and_resume_continues(tmp_path, uninterrupted):
+    """Ray tasks cannot be asked to checkpoint: Ctrl-C cancels them and resume starts from the last periodic
+    checkpoint, which must still give the uninterrupted episodes."""
+    pytest.importorskip("ray", reason="the Ray executor is optional: pip install -e '.[ray]'")
+    out = tmp_path / "run"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *SINE_MAML, "--executor", "ray", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(out / "checkpoints" / "sine-k5__maml__seed0.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert json.loads((out / "manifest.json").read_text())["finished"] is None
+    resumed = metabench("run", "--resume", str(out), *QUICK)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "episodes.csv").read_bytes() == (uninterrupted / "episodes.csv").read_bytes()
 
 
 # -- issue 26: nothing lost, nothing silently wrong, no traceback for bad input ----------------------------------
