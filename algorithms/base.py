@@ -174,6 +174,11 @@ class Learner:
         learner whose batch_request asks for other shapes says so here, in the one place both read."""
         return {k: hparams.get(f"train_{k}") for k in ("ways", "shots", "query")}
 
+    @classmethod
+    def check_hparams(cls, hparams: Mapping[str, Any]) -> None:
+        """Raise ValueError (one line, naming the keys and how to fix them) for settings that are each in range
+        but do not go together. The harness calls it for every cell before any cell starts; default: none."""
+
     def batch_request(self) -> BatchRequest:
         """What the next meta_train_step wants; default: one episode batch of `meta_batch` tasks."""
         return BatchRequest(kind="episodes", tasks=int(getattr(self.hparams, "meta_batch", 1)))

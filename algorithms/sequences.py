@@ -182,11 +182,13 @@ class SequenceHparams:
     protocol: str = "sequence"         # "sequence" (labels attached, queries unlabelled) or "stream" (MANN)
     backbone: str | None = None        # a name in algorithms.nets, "pixels", or None: the benchmark's
     pixel_size: int = 0                # backbone "pixels": resize to this square size first (0: keep)
-    # a curriculum over ways: training episodes start with this many classes and grow linearly to the benchmark's
-    # ways at `curriculum_until` of the run (0: off). A k-way episode's labels land on k random label slots of
-    # the benchmark's ways, so every slot is trained from the start. Added after results were committed: at
-    # these defaults they leave a cell's config hash as it was (hash_neutral, bench.config.Cell.config_hash).
+    # a curriculum over ways: training episodes start with this many classes, stay there until `curriculum_from`
+    # of the run and grow linearly to the benchmark's ways at `curriculum_until` (0: off). A k-way episode's
+    # labels land on k random label slots of the benchmark's ways, so every slot is trained from the start.
+    # Added after results were committed: at these defaults they leave a cell's config hash as it was
+    # (hash_neutral, bench.config.Cell.config_hash).
     curriculum_ways: int = field(default=0, metadata={"hash_neutral": True})
+    curriculum_from: float = field(default=0.0, metadata={"hash_neutral": True})
     curriculum_until: float = field(default=0.5, metadata={"hash_neutral": True})
     curriculum_spread: bool = field(default=True, metadata={"hash_neutral": True})  # false: labels 0..k-1
 
@@ -206,9 +208,7 @@ class SequenceLearner(AdamEpisodicLearner):
     def __init__(self, problem, hparams, device, generators):
         super().__init__(problem, hparams, device, generators)
         self.protocol = check_protocol(hparams.protocol, self.name or type(self).__name__)
-        if self.protocol == "sequence" and hparams.train_query == 0:
-            raise ValueError(f"{self.name}.train_query: 0 leaves the 'sequence' protocol nothing to predict (its "
-                             f"support steps carry their own labels); use train_query >= 1 or protocol: stream")
+        self.check_hparams(dataclasses.asdict(hparams))
         self.ways = problem.ways
         name = hparams.backbone or problem.backbone
         if name == "pixels":
@@ -247,12 +247,28 @@ class SequenceLearner(AdamEpisodicLearner):
         support_logits, query_logits = self.model(*steps)
         return support_logits, query_logits, support_y
 
+    @classmethod
+    def check_hparams(cls, hparams):
+        name, defaults = cls.name or cls.__name__, cls.Hparams()
+
+        def get(key):
+            return hparams.get(key, getattr(defaults, key))
+
+        if get("protocol") == "sequence" and get("train_query") == 0:
+            raise ValueError(f"{name}.train_query: 0 leaves the 'sequence' protocol nothing to predict (its "
+                             f"support steps carry their own labels); use train_query >= 1 or protocol: stream")
+        if get("curriculum_ways") and get("curriculum_from") >= get("curriculum_until"):
+            raise ValueError(f"{name}.curriculum_from ({get('curriculum_from')}) must be below curriculum_until "
+                             f"({get('curriculum_until')}): the ways grow between the two")
+
     def training_ways(self) -> int | None:
         """The curriculum's ways for the next training episodes (None: no curriculum, the benchmark's)."""
         h = self.hparams
         if not h.curriculum_ways or h.curriculum_ways >= self.ways:
             return None
-        done = self.schedule.last_epoch / max(1.0, h.curriculum_until * max(1, self.meta_iters))
+        total = max(1, self.meta_iters)
+        start, end = h.curriculum_from * total, h.curriculum_until * total
+        done = max(0.0, self.schedule.last_epoch - start) / max(1.0, end - start)
         return min(self.ways, round(h.curriculum_ways + (self.ways - h.curriculum_ways) * min(1.0, done)))
 
     def batch_request(self):

@@ -96,6 +96,7 @@ HPARAM_RANGES = {
                                  "n_hallucinated", "record_runs", "record_episodes", "select_runs", "head_epochs",
                                  "curriculum_ways")},
     "curriculum_until": (0.001, 1.0),
+    "curriculum_from": (0.0, 0.999),
 }
 LEARNING_RATE = re.compile(r"(^|_)lr($|_)")  # lr, inner_lr, meta_lr, lr_final...: never negative
 
@@ -846,22 +847,27 @@ class Config:
         return cells, profile, suite_name
 
     def check_cells(self, cells: list[Cell]) -> None:
-        """What only a resolved cell can show, checked before any cell starts: seeds in range, and episode shapes
+        """What only a resolved cell can show, checked before any cell starts: seeds in range, hyper-parameters
+        that do not go together (each learner's check_hparams), and episode shapes
         the benchmark's split can hold (ways <= classes, shots + queries <= examples per class), with the hyper-
         parameters that override the benchmark's training episodes (e.g. protonet.train_ways) taken into account."""
         sizes: dict[str, Any] = {}
         for cell in cells:
             if not 0 <= cell.seed < 2**63:
                 raise ConfigError(f"seed {cell.seed}: out of range; allowed: 0 to 2**63-1")
+            h, learner = cell.hparams, algorithms.get(cell.algorithm)
+            try:
+                learner.check_hparams(h)
+            except ValueError as exc:
+                raise ConfigError(f"{cell.key}: {exc}") from None
             spec = cell.spec
             if cell.benchmark not in sizes:
                 sizes[cell.benchmark] = data.split_sizes(spec) if spec.get("kind") == "classification" else None
             parts = sizes[cell.benchmark]
             if not parts:
                 continue
-            h = cell.hparams
             test = (spec["ways"], spec["shots"], spec["test_query"], f"benchmarks.{cell.benchmark}")
-            asked = algorithms.get(cell.algorithm).training_episode(h)  # what its batch_request will ask for
+            asked = learner.training_episode(h)  # what its batch_request will ask for
             train_ways = asked["ways"] or spec.get("train_ways") or spec["ways"]
             train_shots = asked["shots"] or spec.get("train_shots") or spec["shots"]
             train_query = asked["query"]

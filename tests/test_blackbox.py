@@ -257,6 +257,17 @@ def test_curriculum_over_ways_grows_linearly_and_spreads_labels_over_every_slot(
         ways.append(learner.batch_request().ways)
     assert ways == [5, 8, 12, 20, 20, 20]
     assert cls(problem, cls.Hparams(**settings), torch.device("cpu"), gens).batch_request().ways is None
+    held = cls(problem, cls.Hparams(curriculum_ways=5, curriculum_from=0.6, curriculum_until=0.9, **settings),
+               torch.device("cpu"), gens)   # 5 ways until 60% of the run, then 5 -> 20 by 90%
+    held.meta_iters = 100
+    ways = []
+    for step in (0, 59, 60, 70, 80, 89, 90, 99):
+        held.schedule.last_epoch = step
+        ways.append(held.batch_request().ways)
+    assert ways == [5, 5, 5, 10, 15, 20, 20, 20]
+    with pytest.raises(ValueError, match="curriculum_from"):
+        cls(problem, cls.Hparams(curriculum_ways=5, curriculum_from=0.5, curriculum_until=0.5, **settings),
+            torch.device("cpu"), gens)
 
     g = torch.Generator().manual_seed(2)
     support_y = torch.arange(5).expand(3, -1)

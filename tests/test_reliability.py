@@ -188,6 +188,19 @@ def test_missing_data_root_is_refused_naming_the_path(tmp_path):
     assert proc.returncode == 2 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("sets,expected", [
+    (["mann.train_query=0"], "mann.train_query: 0 leaves the 'sequence' protocol nothing to predict"),
+    (["mann.curriculum_ways=2", "mann.curriculum_from=0.8", "mann.curriculum_until=0.5"],
+     "mann.curriculum_from (0.8) must be below curriculum_until (0.5)"),
+])
+def test_hyper_parameters_that_do_not_go_together_are_refused_before_any_cell(tmp_path, sets, expected):
+    out = tmp_path / "run"
+    proc = metabench("run", "--benchmark", "omniglot-5w1s", "--algorithm", "mann", "--profile", "smoke",
+                     *[a for s in sets for a in ("--set", s)], *QUICK, "--out", str(out))
+    assert proc.returncode == 2 and expected in proc.stderr and "omniglot-5w1s/mann/seed0" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists() and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("setting,expected", [
     ("omniglot-5w1s.ways=5000", "5000-way episodes need 5000 classes but the test split"),
     ("omniglot-5w1s.test_query=30", "exceed the 20 examples per class"),
