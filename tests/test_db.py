@@ -259,6 +259,33 @@ def test_history_pools_runs_of_one_commit(new_db, tmp_path, capsys):
     assert "sine-k5/maml" in capsys.readouterr().err
 
 
+def test_a_cell_copied_by_reuse_counts_once_at_the_run_that_made_it(new_db, tmp_path, capsys):
+    """A suite's `reuse` copies finished cells into a new run folder (manifest entry `reused_from`): history must
+    not show the copy as a second measurement at the new commit while the run it came from is stored too."""
+    url = new_db()
+    c1, c2 = "1" * 40, "2" * 40
+    made = copy_run(tmp_path / "a", "a", c1, "2099-11-28T00:00:00+00:00")
+    copying = copy_run(tmp_path / "c", "c", c2, "2099-11-29T00:00:00+00:00")
+    manifest = json.loads((copying / "manifest.json").read_text())
+    for cell in manifest["cells"]:
+        if cell["key"] == "sine-k5/maml/seed0":
+            cell["reused_from"] = {"folder": str(made), "run_id": "a", "commit": c1, "started": "2099-11-28"}
+    (copying / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    from bench.db.backend import Database
+    from bench.db.history import history
+
+    assert main(["db", "add", str(copying), "--db", url]) == 0   # alone, the copy is all there is of it
+    with Database(url) as db:
+        assert [p.runs for p in history(db, "sine-k5", "maml")[("sine-k5", "maml", "gate")]] == [["c"]]
+    assert main(["db", "add", str(made), "--db", url]) == 0
+    capsys.readouterr()
+    with Database(url) as db:
+        maml = history(db, "sine-k5", "maml")[("sine-k5", "maml", "gate")]
+        pretrain = history(db, "sine-k5", "pretrain")[("sine-k5", "pretrain", "gate")]
+    assert [p.runs for p in maml] == [["a"]]                      # measured once, at c1
+    assert [p.runs for p in pretrain] == [["a"], ["c"]]           # cells the copying run trained itself stay
+
+
 def test_regressions_name_the_worse_cell_and_exit_1(new_db, tmp_path, capsys):
     url = new_db()
     same = copy_run(tmp_path / "same", "same", "3" * 40, "2099-11-30T00:00:00+00:00")

@@ -53,6 +53,12 @@ MIGRATIONS: dict[int, tuple[str, list[str]]] = {
             metric TEXT NOT NULL, episode INTEGER NOT NULL, value {float},
             PRIMARY KEY (cell, metric, episode))""",
     ]),
+    # a cell a suite's `reuse` copied from an earlier run folder (bench.reuse) names that run, so history counts
+    # the measurement once, at the run that made it; runs added before this version record NULL (db add --replace
+    # fills it in)
+    2: ("cells copied by a suite's reuse: the run they came from", [
+        "ALTER TABLE cells ADD COLUMN reused_from_run TEXT",
+    ]),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

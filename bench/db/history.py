@@ -81,13 +81,14 @@ def summary_frame(db: Database, benchmark: str | None = None, algorithm: str | N
             params.append(value)
     rows = db.rows(
         "SELECT r.run_id, r.profile, r.commit_sha, r.dirty, r.commit_date, r.started, c.id AS cell, "
-        "c.test_episode_digest AS digest, s.benchmark, s.algorithm, s.seed, s.metric, s.mean, s.ci95, s.n, "
-        "s.ci_method, s.seeds, s.train_seconds, s.eval_seconds, s.meta_iters, s.status, s.error "
+        "c.test_episode_digest AS digest, c.reused_from_run, s.benchmark, s.algorithm, s.seed, s.metric, s.mean, "
+        "s.ci95, s.n, s.ci_method, s.seeds, s.train_seconds, s.eval_seconds, s.meta_iters, s.status, s.error "
         "FROM summaries s JOIN runs r ON r.id = s.run "
         "LEFT JOIN cells c ON c.run = s.run AND c.benchmark = s.benchmark AND c.algorithm = s.algorithm "
         "AND c.seed = s.seed WHERE " + " AND ".join(where), params)
     frame = pd.DataFrame(rows, columns=["run_id", "profile", "commit_sha", "dirty", "commit_date", "started", "cell",
-                                        "digest", "benchmark", "algorithm", "seed", "metric", "mean", "ci95", "n",
+                                        "digest", "reused_from_run", "benchmark", "algorithm", "seed", "metric",
+                                        "mean", "ci95", "n",
                                         "ci_method", "seeds", "train_seconds", "eval_seconds", "meta_iters",
                                         "status", "error"])
     for column in ("mean", "ci95", "train_seconds", "eval_seconds"):
@@ -118,9 +119,14 @@ def headline_by_benchmark(frame: pd.DataFrame, headlines: Headlines | None = Non
 
 
 def series_points(frame: pd.DataFrame, headlines: Headlines | None = None) -> dict[tuple[str, str, str], list[Point]]:
-    """(benchmark, algorithm, profile) -> its points in commit order, each aggregated over its runs."""
+    """(benchmark, algorithm, profile) -> its points in commit order, each aggregated over its runs.
+
+    A cell a suite's `reuse` copied from a run that is also in the database is left out: it was measured once,
+    at that run's commit, not again at the copying run's."""
     headlines = headlines or Headlines()
     heads = headline_by_benchmark(frame, headlines)
+    if "reused_from_run" in frame:
+        frame = frame[~frame["reused_from_run"].isin(set(frame["run_id"]))]
     out: dict[tuple, list[Point]] = {}
     for (bench, algo, profile), group in frame.groupby(["benchmark", "algorithm", "profile"], sort=True):
         head = heads.get(bench)

@@ -213,10 +213,11 @@ def store(db: Database, run: RunFolder, replace: bool = False) -> str:
                                 f"the manifest was edited: restore it or rerun the suite")
             cell_ids[key] = db.insert_returning_id(
                 "INSERT INTO cells (run, cell_key, benchmark, algorithm, seed, status, error, config_hash, "
-                "test_episode_digest, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "test_episode_digest, config, reused_from_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_pk, cell.get("key") or readers.cell_key(*key), *key, cell.get("status"),
                  cell.get("error") or "", cell.get("config_hash"), cell.get("test_episode_digest"),
-                 json.dumps(cell.get("config"), sort_keys=True, default=str)))
+                 json.dumps(cell.get("config"), sort_keys=True, default=str),
+                 (cell.get("reused_from") or {}).get("run_id") or None))
         db.executemany(
             f"INSERT INTO summaries (run, {', '.join(SUMMARY_FIELDS)}) VALUES (?{', ?' * len(SUMMARY_FIELDS)})",
             [(run_pk, r.benchmark, r.algorithm, r.seed, r.metric, _num(r.mean), _num(r.ci95), _int(r.n),
