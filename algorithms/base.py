@@ -102,8 +102,10 @@ class BatchRequest:
     """What a learner asks the harness to sample for its next meta-training step.
 
     kind="episodes": `tasks` episodes of `ways`-way `shots`-shot with `query` queries per class (None = the
-    benchmark's own training settings). kind="labelled": a LabelledBatch of `batch_size` examples over all
-    training classes (classification only).
+    benchmark's own training settings); `within_group`: each episode's classes from one group of the training
+    split (an Omniglot alphabet: look-alike distractors, as Lake et al.'s test episodes have), where the
+    dataset records groups. kind="labelled": a LabelledBatch of `batch_size` examples over all training classes
+    (classification only).
     """
 
     kind: str = "episodes"
@@ -112,6 +114,7 @@ class BatchRequest:
     shots: int | None = None
     query: int | None = None
     batch_size: int | None = None
+    within_group: bool = False
 
 
 @dataclass(frozen=True)

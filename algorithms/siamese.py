@@ -46,6 +46,9 @@ class SiameseHparams:
     # Koch et al. Sec. 4.3: every training image through a random affine distortion (rotation, shear, scale,
     # translation, each component present with probability 0.5); off by default, and then hash-neutral
     distort: bool = field(default=False, metadata={"hash_neutral": True})
+    # each training batch's classes from one alphabet (where the dataset records alphabets): the look-alike
+    # negatives of the Lake/Koch test episodes; off by default, and then hash-neutral
+    train_within_alphabet: bool = field(default=False, metadata={"hash_neutral": True})
 
 
 # Koch et al.'s distortion ranges: rotation ±10°, shear ±0.3, scale 0.8-1.2, translation ±2 px of 105 (as a fraction of
@@ -176,7 +179,8 @@ class Siamese(AdamEpisodicLearner):
         return {"ways": hparams.get("train_ways"), "shots": 1, "query": hparams.get("train_per_class", 2) - 1}
 
     def batch_request(self) -> BatchRequest:
-        return BatchRequest(kind="episodes", tasks=1, **self.training_episode(vars(self.hparams)))
+        return BatchRequest(kind="episodes", tasks=1, within_group=self.hparams.train_within_alphabet,
+                            **self.training_episode(vars(self.hparams)))
 
     def _embed(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         """One embedding pass over several image sets (the twins share weights, so one pass is both twins)."""

@@ -101,6 +101,7 @@ class ClassificationSource:
             if shots + query > s.per_class:
                 raise DataError(f"{name}: {shots} shots + {query} queries per class exceed the {s.per_class} "
                                 f"examples per class of the {split} split; lower shots or query")
+        self._train_groups: dict[int, list[torch.Tensor]] = {}  # ways -> class ids of each group that has as many
         self.sampling_key = {"dataset": spec["dataset"], "split": spec.get("split"),
                              "image_size": spec.get("image_size"), "rotations": spec.get("rotations"),
                              "ways": self.ways, "shots": self.shots, "test_query": self.test_query,
@@ -151,8 +152,32 @@ class ClassificationSource:
             raise DataError(f"{ways}-way {shots}-shot episodes with {query} queries need {ways} classes and "
                             f"{shots + query} examples per class; the train split has {train.num_classes} x "
                             f"{train.per_class}; lower train_ways/train_shots/train_query")
-        classes, examples = self._draw(train, ways, shots, query, request.tasks, generator)
+        if request.within_group:
+            classes, examples = self._draw_within_groups(train, ways, shots, query, request.tasks, generator)
+        else:
+            classes, examples = self._draw(train, ways, shots, query, request.tasks, generator)
         return self._episodes(train, classes, examples, shots)
+
+    def _draw_within_groups(self, split, ways: int, shots: int, query: int, tasks: int, generator):
+        """As _draw, with each episode's classes from one group (uniform over the groups that have `ways`
+        classes), so an episode's distractors look alike."""
+        if split.groups is None:
+            raise DataError(f"{self.spec.get('name', self.spec['dataset'])}: episodes within one group need the "
+                            f"training split's groups, which {self.spec['dataset']} does not record")
+        members = self._train_groups.get(ways)
+        if members is None:
+            by_group: dict[str, list[int]] = {}
+            for i, group in enumerate(split.groups):
+                by_group.setdefault(group, []).append(i)
+            members = self._train_groups[ways] = [torch.tensor(ids) for _, ids in sorted(by_group.items())
+                                                  if len(ids) >= ways]
+        if not members:
+            raise DataError(f"no group of the train split has {ways} classes; lower the training ways")
+        picks = torch.randint(len(members), (tasks,), generator=generator)
+        classes = torch.stack([members[g][torch.randperm(len(members[g]), generator=generator)[:ways]]
+                               for g in picks.tolist()])
+        examples = torch.rand(tasks, ways, split.per_class, generator=generator).argsort(dim=-1)[..., :shots + query]
+        return classes, examples
 
     def sample_validation(self, tasks: int, generator: torch.Generator) -> EpisodeBatch:
         split = self.splits.get("val") or self.splits["train"]

@@ -108,6 +108,26 @@ def test_episode_is_one_alphabet_distinct_characters_and_two_drawers():
         assert episode.info["drawers"].tolist() == [s_drawer[0], q_drawer[0]]
 
 
+def test_training_episodes_within_one_group_on_request():
+    """BatchRequest.within_group (siamese.train_within_alphabet): every training episode's classes from one
+    alphabet with enough characters, both alphabets drawn; an ordinary request mixes them."""
+    from algorithms.base import BatchRequest
+    source = constructed_source()
+    groups = source.splits["train"].groups
+    seen = set()
+    gen = torch.Generator().manual_seed(0)
+    batch = source.sample_train(BatchRequest(tasks=12, ways=20, shots=1, query=1, within_group=True), gen)
+    for classes in batch.info["class_ids"]:
+        alphabets = {groups[c] for c in classes.tolist()}
+        assert len(alphabets) == 1 and len(set(classes.tolist())) == 20
+        seen |= alphabets
+    assert seen == {"Alpha", "Beta"}   # Gamma has fewer than 20 characters
+    mixed = source.sample_train(BatchRequest(tasks=4, ways=20, shots=1, query=1), gen)
+    assert any(len({groups[c] for c in classes.tolist()}) > 1 for classes in mixed.info["class_ids"])
+    with pytest.raises(DataError, match="no group of the train split has 30 classes"):  # 57 classes in all
+        source.sample_train(BatchRequest(tasks=1, ways=30, shots=1, query=1, within_group=True), gen)
+
+
 def test_episodes_are_frozen_and_their_digest_covers_the_drawers():
     a, b = constructed_source(), constructed_source()
     first, again = a.test_episode(3, 2015), b.test_episode(3, 2015)
