@@ -58,7 +58,7 @@ class CellResult:
     tables: dict[str, list[dict]] = field(default_factory=dict)  # learner diagnostics -> <name>.csv
     traceback: str = ""
     native_kernel_used: bool = False  # the first-layer C kernel ran in this cell (float rounding differs without)
-    reused_from: dict[str, str] = field(default_factory=dict)  # the earlier run folder it was taken from (bench.reuse)
+    reused_from: dict[str, Any] = field(default_factory=dict)  # the run that trained it, if copied (bench.reuse)
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the cell itself (which the manifest holds), for cells/<key>.json."""

@@ -18,7 +18,7 @@ from bench.config import Cell, Config
 from bench.executors import LocalExecutor
 from bench.readers import read_json
 from bench.results import manifest, write_results
-from bench.reuse import reused_results
+from bench.reuse import copied_from, reused_results
 from bench.rundir import RunDir, atomic_write_text, environment, git_commit, new_run_id, provenance, utc_now
 
 
@@ -125,7 +125,7 @@ def run_grid(config: Config, cells: list[Cell], out: Path, *, suite: str, profil
             return sorted(results.values(), key=lambda r: order[r.cell.key])
 
         taken, problems = reused_results([c for c in cells if c.key not in results], list(reuse))
-        for line in problems + [f"reuse: {k} from {r.reused_from['folder']}" for k, r in taken.items()]:
+        for line in problems + [f"reuse: {k} from {copied_from(r.reused_from)}" for k, r in taken.items()]:
             if notes:
                 notes(line)
         for result in taken.values():

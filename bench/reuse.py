@@ -104,5 +104,23 @@ def _rebuild(cell: Cell, entry: dict[str, Any], folder: Path, manifest: dict[str
         digest=entry.get("test_episode_digest", ""), tuned=entry.get("tuned", {}),
         resumed_from=entry.get("resumed_from_iteration", 0), tables=tables,
         native_kernel_used=bool(entry.get("native_kernel_used")),
-        reused_from={"folder": str(folder), "run_id": manifest.get("run_id", ""),
-                     "commit": manifest.get("commit", ""), "started": manifest.get("started", "")})
+        reused_from=_origin(entry, folder, manifest))
+
+
+def _origin(entry: dict[str, Any], folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Where the cell was trained: a cell the folder had itself taken from an earlier run keeps that run as its
+    origin (a grid restarted over several sessions chains reuse; the commit that trained the cell must not be
+    replaced by the commit of a run that only copied it), with the folder it was copied from this time."""
+    here = {"folder": str(folder), "run_id": manifest.get("run_id", ""), "commit": manifest.get("commit", ""),
+            "started": manifest.get("started", "")}
+    earlier = entry.get("reused_from")
+    if not earlier:
+        return here
+    return {**earlier, "via": [*earlier.get("via", []), {"folder": here["folder"], "run_id": here["run_id"],
+                                                          "commit": here["commit"]}]}
+
+
+def copied_from(reused_from: dict[str, Any]) -> str:
+    """The folder this run took the cell from (the origin's own folder when it was not copied in between)."""
+    via = reused_from.get("via") or []
+    return via[-1]["folder"] if via else reused_from.get("folder", "")

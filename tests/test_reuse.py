@@ -63,6 +63,30 @@ def test_cells_of_a_clean_earlier_run_are_taken_not_run(tmp_path, earlier, capsy
     assert (out / "episodes.csv").read_text() == before
 
 
+def test_a_cell_copied_twice_keeps_the_run_that_trained_it(tmp_path, earlier, capsys):
+    # a grid restarted over sessions: the second start copies the first's cells, the third copies the second's
+    overlay = tmp_path / "suite.yaml"
+    overlay.write_text(SUITE.format(earlier=earlier))
+    second = tmp_path / "second"
+    assert main(["run", "table", "--config", str(overlay), "--out", str(second), *TINY]) == 0
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["dirty"] = False
+    (second / "manifest.json").write_text(json.dumps(manifest))
+    overlay.write_text(SUITE.format(earlier=second))
+    third = tmp_path / "third"
+    capsys.readouterr()
+    assert main(["run", "table", "--config", str(overlay), "--out", str(third), *TINY]) == 0
+    assert f"reuse: sine-k5/pretrain/seed0 from {second}" in capsys.readouterr().err
+    entries = {e["algorithm"]: e for e in json.loads((third / "manifest.json").read_text())["cells"]}
+    trained_first = json.loads((earlier / "manifest.json").read_text())["run_id"]
+    assert entries["pretrain"]["reused_from"]["run_id"] == trained_first
+    assert entries["pretrain"]["reused_from"]["folder"] == str(earlier)
+    assert [v["folder"] for v in entries["pretrain"]["reused_from"]["via"]] == [str(second)]
+    # maml was trained by the second run: copied once, no chain
+    assert entries["maml"]["reused_from"]["run_id"] == manifest["run_id"]
+    assert "via" not in entries["maml"]["reused_from"]
+
+
 def test_a_dirty_or_missing_folder_is_named_and_its_cells_run(tmp_path, earlier, capsys):
     manifest = json.loads((earlier / "manifest.json").read_text())
     manifest["dirty"] = True
