@@ -4,7 +4,8 @@ A grid such as `omniglot-table` contains cells that an earlier, committed run al
 cells of results/reference/omniglot-5w1s). Re-running them would cost CPU-hours and give the same configuration
 again, so a cell of the grid whose configuration hash equals an ok cell of a listed folder is rebuilt from that
 folder's tables and written into the new run as finished; its manifest entry says where it came from (folder, run
-id, commit). Only folders made on a clean commit are used: a dirty run is not a reference for anything.
+id, commit of the run that trained it; `via`, the folders a cell copied more than once passed through). Only
+folders made on a clean commit are used: a dirty run is not a reference for anything.
 
 Rebuilt from the CSVs (committed folders do not keep cells/*.json): the cell's episode, curve and diagnostic rows
 are the folder's own, byte for byte (read back from their 10-significant-digit text, written in the same format);
