@@ -283,3 +283,33 @@ def test_curriculum_over_ways_grows_linearly_and_spreads_labels_over_every_slot(
     assert not torch.equal(spread.support_y[0], spread.support_y[1])           # a new draw per episode
     learner.schedule.last_epoch = 0
     assert torch.isfinite(torch.tensor(learner.meta_train_step(batch)["loss"]))
+
+
+def test_forget_bias_shifts_only_the_forget_gates_and_leaves_the_default_cell_hash_alone():
+    """blackbox-lstm.forget_bias adds to the forget slice (PyTorch's gate order i, f, g, o) of each layer's input
+    bias, nothing else; at its default 0 the model is the one committed results were made with."""
+    import algorithms
+    from algorithms.base import ProblemSpec
+    from bench.config import Config
+    cls = algorithms.get("blackbox-lstm")
+    problem = ProblemSpec(kind="classification", input_shape=(1, 8, 8), ways=5, shots=1, output_dim=5,
+                          backbone="conv4")
+
+    def build(**extra):
+        gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
+        learner = cls(problem, cls.Hparams(backbone="pixels", hidden=6, layers=2, **extra), torch.device("cpu"), gens)
+        return dict(learner.model.lstm.named_parameters())
+
+    plain, biased = build(), build(forget_bias=2.5)
+    for name, value in plain.items():
+        shift = biased[name] - value
+        if name.startswith("bias_ih"):
+            assert torch.allclose(shift[6:12], torch.full((6,), 2.5), rtol=0, atol=1e-6)   # float32 (x + 2.5) - x
+            assert not shift[:6].any() and not shift[12:].any()
+        else:
+            assert not shift.any(), name
+    default = Config.load().cell("omniglot-20w1s", "blackbox-lstm", 0, "cpu")
+    assert Config.load(sets=["blackbox-lstm.forget_bias=0"]).cell(
+        "omniglot-20w1s", "blackbox-lstm", 0, "cpu").config_hash == default.config_hash
+    assert Config.load(sets=["blackbox-lstm.forget_bias=3"]).cell(
+        "omniglot-20w1s", "blackbox-lstm", 0, "cpu").config_hash != default.config_hash
