@@ -313,3 +313,29 @@ def test_forget_bias_shifts_only_the_forget_gates_and_leaves_the_default_cell_ha
         "omniglot-20w1s", "blackbox-lstm", 0, "cpu").config_hash == default.config_hash
     assert Config.load(sets=["blackbox-lstm.forget_bias=3"]).cell(
         "omniglot-20w1s", "blackbox-lstm", 0, "cpu").config_hash != default.config_hash
+
+
+def test_query_first_reads_each_query_then_the_support_prefix():
+    """query_first: query i's prediction is the LSTM's output on the sequence [query i, first positions[i] support
+    steps] (all n by default), each query its own sequence; a 'stream' protocol is refused with a message."""
+    import algorithms
+    from algorithms.base import ProblemSpec
+    reader = _module(lambda: LSTMReader(7, 3, 5, 1, query_first=True))
+    g = torch.Generator().manual_seed(3)
+    support = torch.randn(2, 4, 7, generator=g, dtype=torch.float64)
+    query = torch.randn(2, 3, 7, generator=g, dtype=torch.float64)
+    positions = torch.tensor([0, 2, 4])
+    _, every = reader(support, query)
+    _, prefixes = reader(support, query, positions)
+    for t in range(2):
+        for i in range(3):
+            for p, logits in ((4, every), (int(positions[i]), prefixes)):
+                sequence = torch.cat([query[t, i:i + 1], support[t, :p]])[None]
+                expected = reader.head(reader.lstm(sequence)[0][0, -1])
+                assert torch.allclose(logits[t, i], expected, rtol=1e-12, atol=1e-12)   # float64 throughout
+    cls = algorithms.get("blackbox-lstm")
+    problem = ProblemSpec(kind="classification", input_shape=(1, 8, 8), ways=5, shots=1, output_dim=5,
+                          backbone="conv4")
+    gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
+    with pytest.raises(ValueError, match="query_first: needs protocol 'sequence'"):
+        cls(problem, cls.Hparams(backbone="pixels", query_first=True, protocol="stream"), torch.device("cpu"), gens)
