@@ -69,6 +69,20 @@ def test_reference_runs_are_clean_and_record_their_provenance(manifest):
     assert all(c["status"] == "ok" for c in m["cells"]), f"{manifest}: unfinished or failed cells"
 
 
+@pytest.mark.parametrize("manifest", REFERENCE_MANIFESTS, ids=lambda p: str(p.parent.relative_to(ROOT)))
+def test_reference_runs_are_what_the_current_configuration_would_run(manifest):
+    """A committed reference cell's configuration hash is the one benchmarks.yaml gives that cell today (with the
+    run's own --set values): a changed budget or hyper-parameter without a re-run would leave the docs tables
+    showing numbers of a configuration the suite no longer runs."""
+    from bench.config import Config
+    m = json.loads(manifest.read_text())
+    config = Config.load(sets=list(m.get("set") or []))
+    stale = [c["key"] for c in m["cells"]
+             if config.cell(c["benchmark"], c["algorithm"], c["seed"], m["profile"]).config_hash != c["config_hash"]]
+    assert not stale, (f"{manifest.parent.relative_to(ROOT)}: {len(stale)} cell(s) configured differently now, "
+                       f"e.g. {stale[0]}; re-run the folder's command (its README) and replace the folder")
+
+
 def test_results_holds_data_only_and_the_readme_is_a_guide():
     scripts = [p for p in (ROOT / "results").rglob("*") if p.suffix in (".py", ".sh", ".ipynb")]
     assert not scripts, f"scripts under results/ (move them to experiments/<topic>/): {scripts}"
