@@ -140,6 +140,12 @@ def test_stream(episode: Episode, per_class: int = INSTANCES_PER_CLASS) -> tuple
     return x[picks], y[picks]
 
 
+def absent_labels_masked(logits: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:
+    """[T, m, ways] logits with the label slots that no support step of task t carries set to -inf."""
+    present = F.one_hot(support_y, ways).amax(dim=1).bool()                   # [T, ways]
+    return logits.masked_fill(~present[:, None, :], float("-inf"))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the learner all three share: a Conv-4 (or raw pixels) embedding trained end to end under a sequence model
 
@@ -191,6 +197,10 @@ class SequenceHparams:
     curriculum_from: float = field(default=0.0, metadata={"hash_neutral": True})
     curriculum_until: float = field(default=0.5, metadata={"hash_neutral": True})
     curriculum_spread: bool = field(default=True, metadata={"hash_neutral": True})  # false: labels 0..k-1
+    # training loss over the label slots the episode uses only (its support's labels): on a k-way curriculum
+    # episode under a wider head, the other slots' logits are left out of the softmax instead of being pushed
+    # down. A no-op on episodes with all of the benchmark's ways, so at test time too. Hash-neutral when off.
+    curriculum_mask: bool = field(default=False, metadata={"hash_neutral": True})
 
 
 class SequenceLearner(AdamEpisodicLearner):
@@ -291,6 +301,9 @@ class SequenceLearner(AdamEpisodicLearner):
         order = shuffled_order(len(batch), batch.support_x.shape[1], self.generators["algorithm"])
         support_logits, query_logits, support_y = self._logits(batch.support_x, batch.support_y, batch.query_x,
                                                                 order)
+        if self.hparams.curriculum_mask and batch.ways < self.ways:
+            support_logits, query_logits = (absent_labels_masked(logits, batch.support_y, self.ways)
+                                            for logits in (support_logits, query_logits))
         if self.protocol == "stream":
             # MANN's loss: every step of the stream predicts its own label (Santoro et al. 2016, Sec. 3.1)
             logits = torch.cat([support_logits, query_logits], dim=1)

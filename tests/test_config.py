@@ -235,7 +235,7 @@ def test_a_hash_neutral_hyper_parameter_at_its_default_leaves_the_config_hash_al
     config = Config.load()
     cell = config.cell("omniglot-5w1s", "mann", 0, "cpu")
     assert neutral_defaults("mann") == {"curriculum_ways": 0, "curriculum_from": 0.0, "curriculum_until": 0.5,
-                                        "curriculum_spread": True}
+                                        "curriculum_spread": True, "curriculum_mask": False}
     without = {k: v for k, v in cell.hparams.items() if not k.startswith("curriculum_")}
     assert dataclasses.replace(cell, hparams=without).config_hash == cell.config_hash
     curriculum = Config.load(sets=["mann.curriculum_ways=5"]).cell("omniglot-5w1s", "mann", 0, "cpu")
