@@ -1,5 +1,7 @@
 """Black-box meta-learners (blackbox-lstm, mann, snail): episodes as sequences, the label-delay stream, MANN's
 instance accuracies and LRUA addressing, SNAIL's causality, and per-query branching == separate sequences."""
+import math
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -283,6 +285,47 @@ def test_curriculum_over_ways_grows_linearly_and_spreads_labels_over_every_slot(
     assert not torch.equal(spread.support_y[0], spread.support_y[1])           # a new draw per episode
     learner.schedule.last_epoch = 0
     assert torch.isfinite(torch.tensor(learner.meta_train_step(batch)["loss"]))
+
+
+def test_curriculum_mask_scores_a_curriculum_episode_over_its_own_label_slots_only():
+    """curriculum_mask: a k-way episode under a 20-slot head is scored by a softmax over its k slots (the same
+    loss as the k columns alone, in float64), the other slots' head rows get no gradient, and an episode with every
+    slot present is left as it is."""
+    import algorithms
+    from algorithms.base import EpisodeBatch, ProblemSpec
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 6, 20, generator=g, dtype=torch.float64)
+    support_y = torch.tensor([[3, 7, 11], [0, 19, 5]])
+    query_y = support_y.repeat_interleave(2, dim=1)
+    masked = sequences.absent_labels_masked(logits, support_y, 20)
+    for t in range(2):
+        slots = support_y[t]
+        own = logits[t][:, slots]                                    # the episode's 3 columns, in slot order
+        target = (query_y[t][:, None] == slots[None]).float().argmax(1)
+        expected = F.cross_entropy(own, target)
+        assert torch.allclose(F.cross_entropy(masked[t], query_y[t]), expected, rtol=1e-12, atol=0)
+    full = torch.arange(20).expand(2, -1)
+    assert torch.equal(sequences.absent_labels_masked(logits, full, 20), logits)
+
+    cls = algorithms.get("blackbox-lstm")
+    problem = ProblemSpec(kind="classification", input_shape=(1, 8, 8), ways=20, shots=1, output_dim=20,
+                          backbone="conv4")
+    batch = EpisodeBatch(torch.rand(3, 5, 1, 8, 8, generator=g), torch.arange(5).expand(3, -1),
+                         torch.rand(3, 10, 1, 8, 8, generator=g), torch.arange(5).repeat_interleave(2).expand(3, -1),
+                         5, 1)
+    changed = {}
+    for mask in (False, True):
+        gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
+        learner = cls(problem, cls.Hparams(backbone="pixels", train_query=2, meta_batch=3, hidden=8,
+                                           curriculum_ways=5, curriculum_spread=False, curriculum_mask=mask),
+                      torch.device("cpu"), gens)
+        learner.meta_iters, learner.schedule.last_epoch = 100, 0
+        before = learner.model.head.weight.detach().clone()
+        values = learner.meta_train_step(batch)
+        assert math.isfinite(values["loss"])
+        changed[mask] = (learner.model.head.weight.detach() != before).any(dim=1)      # per label slot
+    assert changed[False][5:].all()                  # unmasked: the 15 unused slots are pushed down
+    assert changed[True][:5].all() and not changed[True][5:].any()
 
 
 def test_forget_bias_shifts_only_the_forget_gates_and_leaves_the_default_cell_hash_alone():
