@@ -296,12 +296,13 @@ class SequenceLearner(AdamEpisodicLearner):
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
         self.embedding.train()
         self.model.train()
-        if batch.ways < self.ways and self.hparams.curriculum_spread:
-            batch = self._spread_labels(batch)
+        curriculum = batch.ways < self.ways
+        if curriculum and self.hparams.curriculum_spread:
+            batch = self._spread_labels(batch)      # (its ways become the benchmark's: decided before)
         order = shuffled_order(len(batch), batch.support_x.shape[1], self.generators["algorithm"])
         support_logits, query_logits, support_y = self._logits(batch.support_x, batch.support_y, batch.query_x,
                                                                 order)
-        if self.hparams.curriculum_mask and batch.ways < self.ways:
+        if self.hparams.curriculum_mask and curriculum:
             support_logits, query_logits = (absent_labels_masked(logits, batch.support_y, self.ways)
                                             for logits in (support_logits, query_logits))
         if self.protocol == "stream":

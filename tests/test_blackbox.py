@@ -313,19 +313,23 @@ def test_curriculum_mask_scores_a_curriculum_episode_over_its_own_label_slots_on
     batch = EpisodeBatch(torch.rand(3, 5, 1, 8, 8, generator=g), torch.arange(5).expand(3, -1),
                          torch.rand(3, 10, 1, 8, 8, generator=g), torch.arange(5).repeat_interleave(2).expand(3, -1),
                          5, 1)
-    changed = {}
-    for mask in (False, True):
-        gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
-        learner = cls(problem, cls.Hparams(backbone="pixels", train_query=2, meta_batch=3, hidden=8,
-                                           curriculum_ways=5, curriculum_spread=False, curriculum_mask=mask),
-                      torch.device("cpu"), gens)
-        learner.meta_iters, learner.schedule.last_epoch = 100, 0
-        before = learner.model.head.weight.detach().clone()
-        values = learner.meta_train_step(batch)
-        assert math.isfinite(values["loss"])
-        changed[mask] = (learner.model.head.weight.detach() != before).any(dim=1)      # per label slot
-    assert changed[False][5:].all()                  # unmasked: the 15 unused slots are pushed down
-    assert changed[True][:5].all() and not changed[True][5:].any()
+    changed, losses = {}, {}
+    for spread in (False, True):
+        for mask in (False, True):
+            gens = {"init": torch.Generator().manual_seed(0), "algorithm": torch.Generator().manual_seed(1)}
+            learner = cls(problem, cls.Hparams(backbone="pixels", train_query=2, meta_batch=3, hidden=8,
+                                               curriculum_ways=5, curriculum_spread=spread, curriculum_mask=mask),
+                          torch.device("cpu"), gens)
+            learner.meta_iters, learner.schedule.last_epoch = 100, 0
+            before = learner.model.head.weight.detach().clone()
+            losses[spread, mask] = learner.meta_train_step(batch)["loss"]
+            assert math.isfinite(losses[spread, mask])
+            changed[spread, mask] = (learner.model.head.weight.detach() != before).any(dim=1)  # per label slot
+    assert changed[False, False][5:].all()           # unmasked: the 15 unused slots are pushed down
+    assert changed[False, True][:5].all() and not changed[False, True][5:].any()
+    for spread in (False, True):                     # with or without spreading, the mask takes the loss to
+        assert losses[spread, True] < 2.0 < losses[spread, False]   # about ln 5 at initialisation, not ln 20
+    assert changed[True, True].sum() <= 3 * 5 < changed[True, False].sum()   # at most 5 slots per episode
 
 
 def test_forget_bias_shifts_only_the_forget_gates_and_leaves_the_default_cell_hash_alone():
