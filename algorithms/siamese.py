@@ -49,11 +49,33 @@ class SiameseHparams:
     # each training batch's classes from one alphabet (where the dataset records alphabets): the look-alike
     # negatives of the Lake/Koch test episodes; off by default, and then hash-neutral
     train_within_alphabet: bool = field(default=False, metadata={"hash_neutral": True})
+    # turn every class of a training batch (all of its images) by its own random multiple of 90 degrees: a rotated
+    # character is a new character, so four times as many training classes, as the rotations of the Vinyals split
+    # give every learner there (the Lake split has none). Test characters are never turned. Off by default, and
+    # then hash-neutral
+    rotate_classes: bool = field(default=False, metadata={"hash_neutral": True})
 
 
 # Koch et al.'s distortion ranges: rotation ±10°, shear ±0.3, scale 0.8-1.2, translation ±2 px of 105 (as a fraction of
 # the image, so a 28x28 image shifts by the same share)
 ROTATION_DEG, SHEAR, SCALE, SHIFT = 10.0, 0.3, (0.8, 1.2), 2.0 / 105.0
+
+
+def rotate_classes(batch: EpisodeBatch, generator: torch.Generator) -> EpisodeBatch:
+    """Every class of every task turned by its own random multiple of 90 degrees (drawn on the CPU from
+    `generator`), the same turn for all of a class's support and query images."""
+    turns = torch.randint(0, 4, (len(batch), batch.ways), generator=generator).to(batch.support_y.device)
+
+    def turned(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = turns.gather(1, y)                                       # [T, m]: each image's class turn
+        out = x.clone()
+        for quarter in (1, 2, 3):
+            chosen = k == quarter
+            out[chosen] = torch.rot90(x[chosen], quarter, dims=(-2, -1))
+        return out
+
+    return dataclasses.replace(batch, support_x=turned(batch.support_x, batch.support_y),
+                               query_x=turned(batch.query_x, batch.query_y))
 
 
 def affine_distort(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -203,6 +225,8 @@ class Siamese(AdamEpisodicLearner):
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
         self._cached = None
         self.net.train()
+        if self.hparams.rotate_classes:
+            batch = rotate_classes(batch, self.generators["algorithm"])
         if self.hparams.distort:
             gen = self.generators["algorithm"]
             batch = dataclasses.replace(batch, support_x=affine_distort(batch.support_x.flatten(0, 1), gen).view_as(

@@ -195,3 +195,30 @@ def test_koch_affine_distortion_moves_ink_within_its_ranges():
     mass = y.sum((1, 2, 3)) / x.sum((1, 2, 3))
     assert bool(((mass > 0.8**2 * 0.9) & (mass < 1.2**2 * 1.1)).all())
     assert int((y != x).flatten(1).any(1).sum()) >= 28  # nearly every image is changed (p = 1/16 of none)
+
+
+def test_siamese_rotate_classes_turns_all_of_a_class_by_one_quarter_count():
+    """siamese.rotate_classes: each class of each task turned by its own multiple of 90 degrees, the same turn for
+    its support and query images; labels untouched; the same generator state gives the same batch."""
+    import torch
+
+    from algorithms.base import EpisodeBatch
+    from algorithms.siamese import rotate_classes
+    g = torch.Generator().manual_seed(5)
+    ways, per = 12, 3
+    support_y = torch.arange(ways).expand(2, -1)
+    query_y = torch.arange(ways).repeat_interleave(per).expand(2, -1)
+    batch = EpisodeBatch(torch.rand(2, ways, 1, 6, 6, generator=g), support_y,
+                         torch.rand(2, ways * per, 1, 6, 6, generator=g), query_y, ways, 1)
+    out = rotate_classes(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(out.support_y, support_y) and torch.equal(out.query_y, query_y)
+    assert torch.equal(out.support_x, rotate_classes(batch, torch.Generator().manual_seed(0)).support_x)
+    seen = set()
+    for t in range(2):
+        for c in range(ways):
+            images = torch.cat([batch.support_x[t][support_y[t] == c], batch.query_x[t][query_y[t] == c]])
+            turned = torch.cat([out.support_x[t][support_y[t] == c], out.query_x[t][query_y[t] == c]])
+            quarters = [k for k in range(4) if torch.equal(turned, torch.rot90(images, k, dims=(-2, -1)))]
+            assert len(quarters) == 1           # one turn for the whole class (random images: no symmetry)
+            seen.add(quarters[0])
+    assert seen == {0, 1, 2, 3}                 # 24 classes: every turn occurs (p of missing one < 4 * 0.75^24)
