@@ -54,6 +54,10 @@ class SiameseHparams:
     # give every learner there (the Lake split has none). Test characters are never turned. Off by default, and
     # then hash-neutral
     rotate_classes: bool = field(default=False, metadata={"hash_neutral": True})
+    # Koch's twin ends in a fully connected layer of sigmoid units (4,096 of them) that the weighted L1 compares;
+    # > 0: that many sigmoid features on top of the backbone's flattened maps. 0 (the default, then hash-neutral):
+    # the backbone's features themselves
+    sigmoid_features: int = field(default=0, metadata={"hash_neutral": True})
 
 
 # Koch et al.'s distortion ranges: rotation ±10°, shear ±0.3, scale 0.8-1.2, translation ±2 px of 105 (as a fraction of
@@ -174,8 +178,12 @@ class Siamese(AdamEpisodicLearner):
             raise ValueError(f"siamese.loss: {hparams.loss!r} is not one of {', '.join(LOSSES)}")
         if hparams.train_per_class < 2:
             raise ValueError("siamese.train_per_class: needs at least 2 images per class to make same pairs")
-        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, 0, generators["init"], device)
-        self.head = PairHead(self.net.feature_dim, hparams.distance).to(device)
+        if hparams.sigmoid_features < 0:
+            raise ValueError("siamese.sigmoid_features: must be 0 (backbone features) or a positive layer width")
+        # with sigmoid_features the backbone's linear head is Koch's fully connected layer; the sigmoid is in _embed
+        self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, hparams.sigmoid_features,
+                              generators["init"], device)
+        self.head = PairHead(hparams.sigmoid_features or self.net.feature_dim, hparams.distance).to(device)
         if hparams.distance == "l1-sigmoid":
             nets.init_parameters(self.head, generators["init"])
         self.setup_adam([*self.net.parameters(), *self.head.parameters()])
@@ -207,6 +215,8 @@ class Siamese(AdamEpisodicLearner):
     def _embed(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         """One embedding pass over several image sets (the twins share weights, so one pass is both twins)."""
         z = self.net(torch.cat([x.flatten(0, -4) for x in xs]))
+        if self.hparams.sigmoid_features:
+            z = torch.sigmoid(z)
         out, start = [], 0
         for x in xs:
             n = x.shape[:-3].numel()

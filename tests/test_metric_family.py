@@ -168,6 +168,25 @@ def test_siamese_l1_head_is_koch_eq1():
     torch.testing.assert_close(torch.sigmoid(learner.head.pair_logits(a, b)), expected)
 
 
+
+def test_siamese_sigmoid_features_are_koch_fully_connected_layer():
+    """siamese.sigmoid_features: the twin's embedding is sigmoid(W · backbone features + b), the width asked for,
+    and the weighted L1 head compares those (float64 reference of the same computation)."""
+    learner = make("siamese", sigmoid_features=16)
+    x = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(0))
+    learner.net.eval()
+    (z,) = learner._embed(x)
+    assert z.shape == (3, 16) and bool(((z > 0) & (z < 1)).all())
+    features = learner.net.features(x).double()
+    fc = learner.net.head
+    expected = torch.sigmoid(features @ fc.weight.double().T + fc.bias.double())
+    torch.testing.assert_close(z.double(), expected, rtol=1e-5, atol=1e-6)
+    assert learner.head.linear.in_features == 16
+    values = learner.meta_train_step(stack_episodes([episode(shots=1, query=2, seed=1)]))
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    with pytest.raises(ValueError, match="siamese.sigmoid_features"):
+        make("siamese", sigmoid_features=-1)
+
 # -- Baseline++ ------------------------------------------------------------------------------------------------
 
 def test_baselinepp_uses_cosine_classifiers():
