@@ -178,8 +178,7 @@ class Siamese(AdamEpisodicLearner):
             raise ValueError(f"siamese.loss: {hparams.loss!r} is not one of {', '.join(LOSSES)}")
         if hparams.train_per_class < 2:
             raise ValueError("siamese.train_per_class: needs at least 2 images per class to make same pairs")
-        if hparams.sigmoid_features < 0:
-            raise ValueError("siamese.sigmoid_features: must be 0 (backbone features) or a positive layer width")
+        self.check_hparams(vars(hparams))
         # with sigmoid_features the backbone's linear head is Koch's fully connected layer; the sigmoid is in _embed
         self.net = nets.build(hparams.backbone or problem.backbone, problem.input_shape, hparams.sigmoid_features,
                               generators["init"], device)
@@ -202,6 +201,13 @@ class Siamese(AdamEpisodicLearner):
         super().load_extra_state(state)
         self._cached = None
         self.threshold = state.get("threshold", self.threshold)
+
+    @classmethod
+    def check_hparams(cls, hparams):
+        super().check_hparams(hparams)
+        if hparams.get("sigmoid_features", 0) < 0:
+            raise ValueError(f"siamese.sigmoid_features: {hparams['sigmoid_features']} is negative; set 0 (the "
+                             f"backbone's features) or a positive layer width such as Koch's 4096")
 
     @classmethod
     def training_episode(cls, hparams):

@@ -54,6 +54,8 @@ def test_same_seed_twice_gives_byte_identical_episodes(tmp_path):
     (["run", "--benchmark", "sine-k10", "--profile", "fast"], "unknown profile 'fast'"),
     (["run", "smok"], "unknown suite 'smok'"),
     (["run", "smoke", "--set", "maml.inner_lr=quick"], "expected a number"),
+    (["run", "--benchmark", "omniglot-lake-20w1s", "--algorithm", "siamese", "--profile", "smoke", "--set",
+      "siamese.sigmoid_features=-1"], "siamese.sigmoid_features: -1 is negative; set 0"),
     (["figures", "nope", "--from", "."], "unknown figure"),
 ])
 def test_user_errors_are_one_line_without_traceback(argv, expected):
