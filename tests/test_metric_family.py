@@ -168,7 +168,6 @@ def test_siamese_l1_head_is_koch_eq1():
     torch.testing.assert_close(torch.sigmoid(learner.head.pair_logits(a, b)), expected)
 
 
-
 def test_siamese_sigmoid_features_are_koch_fully_connected_layer():
     """siamese.sigmoid_features: the twin's embedding is sigmoid(W · backbone features + b), the width asked for,
     and the weighted L1 head compares those (float64 reference of the same computation)."""
@@ -186,6 +185,7 @@ def test_siamese_sigmoid_features_are_koch_fully_connected_layer():
     assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
     with pytest.raises(ValueError, match="siamese.sigmoid_features"):
         make("siamese", sigmoid_features=-1)
+
 
 # -- Baseline++ ------------------------------------------------------------------------------------------------
 

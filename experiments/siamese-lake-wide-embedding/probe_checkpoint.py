@@ -16,6 +16,7 @@ import torch
 from bench import cell as cells
 from bench.config import Config
 from bench.evaluate import evaluate
+from bench.stats import ci95_normal
 
 
 def main(checkpoint: str, benchmark: str, algorithm: str, *sets: str) -> None:
@@ -28,8 +29,7 @@ def main(checkpoint: str, benchmark: str, algorithm: str, *sets: str) -> None:
     rows = evaluate(cell, learner, source, torch.device("cpu")).episodes
     for metric in sorted({row["metric"] for row in rows}):
         values = [row["value"] for row in rows if row["metric"] == metric]
-        ci95 = 1.96 * statistics.stdev(values) / len(values) ** 0.5
-        print(f"{state['iteration']},{metric},{statistics.mean(values):.2f},{ci95:.2f}")
+        print(f"{state['iteration']},{metric},{statistics.mean(values):.2f},{ci95_normal(values):.2f}")
 
 
 if __name__ == "__main__":
